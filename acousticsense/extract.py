@@ -1,0 +1,97 @@
+"""One file's bytes -> model windows, with per-stage timings: the CPU half shared by batch and serving."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from acousticsense.audio import AudioSource, decode_excerpt, downmix, resample
+from acousticsense.config import FeatureConfig
+from acousticsense.errors import AcousticSenseError
+from acousticsense.features import LogMel, featurize
+
+__all__ = ["FeaturizedAudio", "StageError", "ExcerptFeaturizer"]
+
+
+@dataclass
+class FeaturizedAudio:
+    """Model windows for one file and what was learned about it on the way.
+
+    Attributes:
+        windows: float16 ``(n_windows, n_mels, window_frames)``, normalised log-mel.
+        duration_s: the whole file's duration (not the excerpt's).
+        sample_rate_hz: the file's native sample rate.
+        channels: the file's channel count.
+        offset_s / excerpt_s: the span that was analysed.
+        timings_s: seconds spent per stage (``decode``, ``resample``, ``features``).
+    """
+
+    windows: np.ndarray
+    duration_s: float
+    sample_rate_hz: int
+    channels: int
+    offset_s: float
+    excerpt_s: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class StageError(AcousticSenseError):
+    """A failure tagged with the stage it happened in (``read``, ``decode``, ``features`` …)."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class ExcerptFeaturizer:
+    """Decode -> downmix -> resample -> log-mel -> windows, for one file at a time.
+
+    Args:
+        config: the bundle's feature config.
+        torch_threads: intra-op threads for the STFT; 1 on a CPU actor that shares the host with others.
+    """
+
+    def __init__(self, config: FeatureConfig, torch_threads: int | None = None) -> None:
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        self.config = config
+        self.log_mel = LogMel(config)
+
+    def __call__(self, source: AudioSource) -> FeaturizedAudio:
+        """Featurize one file.
+
+        Raises:
+            StageError: with ``stage`` ``decode`` (unreadable, empty, truncated, too short) or
+                ``features``.
+        """
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        try:
+            excerpt = decode_excerpt(source, self.config)
+        except AcousticSenseError as e:
+            raise StageError("decode", str(e)) from e
+        except Exception as e:  # noqa: BLE001 - decoders raise many types on hostile bytes
+            raise StageError("decode", f"{type(e).__name__}: {e}") from e
+        t1 = time.perf_counter()
+        mono = resample(downmix(excerpt.waveform), excerpt.info.sample_rate_hz, self.config.sample_rate_hz)
+        t2 = time.perf_counter()
+        try:
+            windows = featurize(mono, self.log_mel)
+        except Exception as e:  # noqa: BLE001
+            raise StageError("features", f"{type(e).__name__}: {e}") from e
+        if not np.isfinite(windows).all():
+            raise StageError("features", "non-finite values in the spectrogram (corrupt samples?)")
+        t3 = time.perf_counter()
+        timings.update(decode=t1 - t0, resample=t2 - t1, features=t3 - t2)
+        return FeaturizedAudio(
+            windows=windows,
+            duration_s=excerpt.info.duration_s,
+            sample_rate_hz=excerpt.info.sample_rate_hz,
+            channels=excerpt.info.channels,
+            offset_s=excerpt.offset_s,
+            excerpt_s=excerpt.duration_s,
+            timings_s=timings,
+        )

@@ -1,0 +1,142 @@
+"""Log-mel spectrograms and model-sized windows.
+
+``LogMel`` is an ``nn.Module`` holding its STFT window and mel filterbank as buffers, so the same
+object runs on a CPU actor or on the accelerator. It matches ``librosa.feature.melspectrogram`` (Slaney
+mel scale and normalisation, centred frames, zero padding) followed by ``power_to_db(ref=1.0)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from acousticsense.config import FeatureConfig
+
+__all__ = ["mel_filterbank", "LogMel", "log_mel", "frame_windows", "n_frames", "featurize"]
+
+
+def mel_filterbank(
+    sample_rate_hz: int, n_fft: int, n_mels: int, f_min_hz: float = 0.0, f_max_hz: float | None = None
+) -> np.ndarray:
+    """Slaney-style mel filterbank, identical to ``librosa.filters.mel`` defaults.
+
+    Returns:
+        float32 ``(n_mels, n_fft // 2 + 1)``.
+    """
+    f_max_hz = sample_rate_hz / 2 if f_max_hz is None else f_max_hz
+    fft_freqs = np.linspace(0.0, sample_rate_hz / 2, 1 + n_fft // 2)
+    mel_points = np.linspace(_hz_to_mel(f_min_hz), _hz_to_mel(f_max_hz), n_mels + 2)
+    hz_points = _mel_to_hz(mel_points)
+    spacing = np.diff(hz_points)
+    ramps = hz_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / spacing[:-1, None]
+    upper = ramps[2:] / spacing[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_points[2 : n_mels + 2] - hz_points[:n_mels]))[:, None]  # equal area per band
+    return weights.astype(np.float32)
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+class LogMel(nn.Module):
+    """Waveform -> normalised log-mel spectrogram.
+
+    Args:
+        config: the feature config (sample rate, FFT size, hop, mel bands, normalisation).
+        normalize: subtract ``norm_mean_db`` and divide by ``norm_std_db`` (what the model sees).
+    """
+
+    def __init__(self, config: FeatureConfig, normalize: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.normalize = normalize
+        self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
+        fb = mel_filterbank(
+            config.sample_rate_hz, config.n_fft, config.n_mels, config.f_min_hz, config.f_max_hz
+        )
+        self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """Args: waveform: float32 ``(..., samples)`` mono at ``config.sample_rate_hz``.
+
+        Returns:
+            float32 ``(..., n_mels, frames)`` with ``frames = 1 + samples // hop_length``; dB
+            (``10 * log10(power)``), normalised when ``normalize``.
+        """
+        cfg = self.config
+        shape = waveform.shape
+        flat = waveform.reshape(-1, shape[-1]).to(self.window.dtype)
+        spec = torch.stft(
+            flat,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()  # avoids abs()'s sqrt followed by a square
+        mel = torch.matmul(self.filterbank, power)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin))
+        if self.normalize:
+            db = (db - cfg.norm_mean_db) / cfg.norm_std_db
+        return db.reshape(*shape[:-1], cfg.n_mels, db.shape[-1])
+
+
+def log_mel(waveform: np.ndarray | Tensor, config: FeatureConfig, normalize: bool = True) -> Tensor:
+    """Functional form of :class:`LogMel` (builds the filterbank on every call; prefer the module)."""
+    tensor = torch.as_tensor(waveform, dtype=torch.float32)
+    return LogMel(config, normalize=normalize).to(tensor.device)(tensor)
+
+
+def n_frames(n_samples: int, config: FeatureConfig) -> int:
+    """Number of STFT frames for ``n_samples`` (centred frames)."""
+    return 1 + n_samples // config.hop_length
+
+
+def frame_windows(features: Tensor, window_frames: int) -> Tensor:
+    """Cut ``(n_mels, frames)`` into windows that cover every frame.
+
+    Windows are consecutive and non-overlapping except the last, which is aligned to the end of the
+    excerpt (so it overlaps the one before instead of being padded with silence). A spectrogram
+    shorter than one window is tiled (repeated) to the window's length.
+
+    Returns:
+        ``(n_windows, n_mels, window_frames)`` with ``n_windows = ceil(frames / window_frames)``.
+    """
+    n_mels, frames = features.shape
+    if frames < window_frames:
+        repeats = -(-window_frames // frames)
+        return features.repeat(1, repeats)[:, :window_frames].unsqueeze(0)
+    starts = list(range(0, frames - window_frames + 1, window_frames))
+    if starts[-1] + window_frames < frames:
+        starts.append(frames - window_frames)
+    return torch.stack([features[:, s : s + window_frames] for s in starts])
+
+
+def featurize(waveform: np.ndarray, extractor: LogMel) -> np.ndarray:
+    """Mono waveform at the config rate -> model windows.
+
+    Args:
+        waveform: float32 ``(samples,)`` at ``extractor.config.sample_rate_hz``.
+
+    Returns:
+        float16 ``(n_windows, n_mels, window_frames)``, normalised log-mel (float16 halves what
+        crosses the object store; the values are O(1), well inside float16's precision).
+    """
+    with torch.inference_mode():
+        features = extractor(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)))
+        windows = frame_windows(features, extractor.config.window_frames)
+        return windows.to(torch.float16).numpy()

@@ -1,0 +1,233 @@
+"""Callable classes that Ray Data runs on actor pools; each wraps core callables and never raises per file.
+
+A per-file exception becomes ``status='error'`` with ``error`` and ``error_stage``, so one bad file
+never fails a block and every input file leaves exactly one row.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from acousticsense import (
+    AcousticSenseError,
+    ModelBundle,
+    WindowPredictor,
+    join_uri,
+    load_bundle,
+    open_binary,
+    predict_file,
+)
+from acousticsense.extract import ExcerptFeaturizer, StageError
+from acousticsense.inference import predict_many
+from acousticsense.storage import filesystem, is_remote
+from pipelines._schema import OUTPUT_SCHEMA
+
+FEATURES_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("error_stage", pa.string()),
+        ("duration_s", pa.float64()),
+        ("offset_s", pa.float64()),
+        ("excerpt_s", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        ("windows", pa.int32()),
+        ("features", pa.large_binary()),  # float16 (windows, n_mels, window_frames), C order
+        ("read_s", pa.float32()),
+        ("decode_s", pa.float32()),
+        ("resample_s", pa.float32()),
+        ("features_s", pa.float32()),
+    ]
+)
+
+SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
+
+
+def job_bundle(
+    bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> ModelBundle:
+    """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
+    bundle = load_bundle(bundle_uri, storage_options)
+    feature_changes = {
+        k: v for k, v in overrides.items() if k in ("excerpt_s", "excerpt_policy") and v is not None
+    }
+    post_changes = {
+        k: v for k, v in overrides.items() if k in ("top_k", "review_threshold") and v is not None
+    }
+    if feature_changes:
+        bundle = replace(bundle, features=replace(bundle.features, **feature_changes))
+    if post_changes:
+        bundle = bundle.with_postprocess(**post_changes)
+    return bundle
+
+
+class FeaturizeFiles:
+    """CPU stage: path -> float16 model windows (or an error row)."""
+
+    def __init__(
+        self, bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]
+    ) -> None:
+        self.storage_options = dict(storage_options)
+        self.bundle = job_bundle(bundle_uri, storage_options, overrides)
+        # One thread: the pool already has one actor per core.
+        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = [
+            self._one(path, list_error)
+            for path, list_error in zip(
+                batch.column("path").to_pylist(), batch.column("list_error").to_pylist()
+            )
+        ]
+        return pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
+
+    def _one(self, path: str, list_error: str | None) -> dict[str, Any]:
+        row: dict[str, Any] = {"path": path, "status": "error"}
+        if list_error:
+            return row | {"error": list_error, "error_stage": "list"}
+        t0 = time.perf_counter()
+        try:
+            source = self._open(path)
+        except Exception as e:  # noqa: BLE001 - any storage failure is this file's read error
+            return row | {"error": f"cannot read {path!r}: {type(e).__name__}: {e}", "error_stage": "read"}
+        read_s = time.perf_counter() - t0
+        try:
+            result = self.featurize(source)
+        except StageError as e:
+            return row | {"error": str(e), "error_stage": e.stage, "read_s": read_s}
+        finally:
+            if not isinstance(source, str):
+                source.close()
+        timings = result.timings_s
+        return row | {
+            "status": "ok",
+            "duration_s": result.duration_s,
+            "offset_s": result.offset_s,
+            "excerpt_s": result.excerpt_s,
+            "sample_rate": result.sample_rate_hz,
+            "channels": result.channels,
+            "windows": result.windows.shape[0],
+            "features": result.windows.tobytes(),
+            "read_s": read_s,
+            "decode_s": timings["decode"],
+            "resample_s": timings["resample"],
+            "features_s": timings["features"],
+        }
+
+    def _open(self, path: str) -> Any:
+        if is_remote(path):
+            return open_binary(path, self.storage_options)  # ranged reads: only the excerpt's bytes travel
+        os.stat(path)  # missing or unreadable is a 'read' error, not a decode error
+        if not os.access(path, os.R_OK):
+            raise PermissionError(f"permission denied: {path}")
+        return path  # decoders open local paths themselves, which is faster than a Python file object
+
+
+class ClassifyWindows:
+    """Accelerator stage: windows of many files in shared batches -> one prediction row per file."""
+
+    def __init__(
+        self,
+        bundle_uri: str | None,
+        storage_options: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        max_batch_windows: int = 256,
+        torch_threads: int = 1,
+    ) -> None:
+        torch.set_num_threads(max(1, torch_threads))
+        self.bundle = job_bundle(bundle_uri, storage_options, overrides)
+        self.predictor = WindowPredictor(
+            self.bundle.build_model(),
+            device=device,
+            precision=precision,  # type: ignore[arg-type]
+            compile=compile,
+            max_batch_windows=max_batch_windows,
+        )
+        self.feature_hash = self.bundle.feature_hash
+        features = self.bundle.features
+        self.window_shape = (features.n_mels, features.window_frames)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.drop_columns(["features"]).to_pylist()
+        blobs = batch.column("features").to_pylist()
+        ok = [i for i, row in enumerate(rows) if row["status"] == "ok"]
+        windows = [np.frombuffer(blobs[i], dtype=np.float16).reshape(-1, *self.window_shape) for i in ok]
+        t0 = time.perf_counter()
+        try:
+            logits = predict_many(self.predictor, windows)
+        except Exception:  # noqa: BLE001 - isolate the file that breaks the batch
+            logits = [self._predict_alone(w) for w in windows]
+        seconds_per_window = (time.perf_counter() - t0) / max(1, sum(w.shape[0] for w in windows))
+        now = datetime.now(timezone.utc)
+        labels = self.bundle.labels
+        for i, file_logits in zip(ok, logits):
+            row = rows[i]
+            if isinstance(file_logits, Exception):
+                row.update(status="error", error=f"inference failed: {file_logits}", error_stage="inference")
+                continue
+            prediction = predict_file(file_logits, labels, self.bundle.postprocess)
+            row.update(
+                top_genre=prediction.top_genre,
+                confidence=prediction.confidence,
+                top_k=prediction.top_k,
+                probabilities=prediction.probabilities.tolist(),
+                uncertainty=prediction.uncertainty,
+                entropy=prediction.entropy,
+                margin=prediction.margin,
+                variation_ratio=prediction.variation_ratio,
+                needs_review=prediction.needs_review,
+                inference_s=seconds_per_window * row["windows"],
+            )
+        for row in rows:
+            row.update(model_version=self.bundle.version, feature_hash=self.feature_hash, processed_at=now)
+        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+
+    def _predict_alone(self, windows: np.ndarray) -> np.ndarray | Exception:
+        try:
+            return self.predictor.predict_logits(windows)
+        except Exception as e:  # noqa: BLE001
+            return e
+
+
+def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any]) -> pa.Table:
+    """Write one Parquet shard under ``output_uri`` and return its summary columns plus ``write_s``.
+
+    Local shards are written under a temporary name and renamed, so a half-written file is never
+    mistaken for a complete one; an S3 object only appears once its upload completes.
+    """
+    t0 = time.perf_counter()
+    fs, root = filesystem(output_uri, storage_options)
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    final = join_uri(root, name)
+    if is_remote(output_uri):
+        with fs.open(final, "wb") as f:
+            pq.write_table(batch, f, compression="zstd")
+    else:
+        temporary = join_uri(root, f".{name}.inprogress")
+        pq.write_table(batch, temporary, compression="zstd")
+        os.replace(temporary, final)
+    write_s = time.perf_counter() - t0
+    summary = batch.select(
+        list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"]
+    )
+    per_file = write_s / max(1, batch.num_rows)
+    return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
+
+
+__all__ = ["FeaturizeFiles", "ClassifyWindows", "write_shard", "job_bundle", "AcousticSenseError"]

@@ -1,0 +1,323 @@
+"""Classify every audio file under one or more inputs and write one Parquet row per file.
+
+Run it locally (starts Ray in-process when ``RAY_ADDRESS`` is unset) or on a cluster::
+
+    python -m pipelines.classify --input data/music --output out/predictions
+    ray job submit --working-dir . -- python -m pipelines.classify --input s3://bucket/music --output s3://bucket/preds
+
+Stages: list files (driver) -> decode + featurize (CPU actor pool) -> batched inference across files
+(one GPU per actor when the cluster has GPUs, CPU actors otherwise) -> Parquet shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import ray
+from ray.data import ActorPoolStrategy
+
+from acousticsense import AcousticSenseError, list_files
+from acousticsense.storage import filesystem, is_remote, join_uri
+from pipelines._stages import ClassifyWindows, FeaturizeFiles, job_bundle, write_shard
+from pipelines._summary import JobSummary, summarize
+
+__all__ = ["JobOptions", "run_classification", "main"]
+
+
+@dataclass
+class JobOptions:
+    """Everything one classification job needs; the CLI maps its flags onto this."""
+
+    inputs: list[str]
+    output: str
+    model: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    extensions: frozenset[str] | None = None
+    cpu_actors: int | None = None  # None: derived from the cluster
+    accelerator_actors: int | None = None
+    files_per_batch: int = 4  # CPU stage
+    inference_files_per_batch: int | None = None  # None: 64 with GPUs, 16 on CPU
+    max_batch_windows: int | None = None  # None: 512 with GPUs, 128 on CPU
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    excerpt_s: float | None = None
+    excerpt_policy: str | None = None
+    top_k: int | None = None
+    review_threshold: float | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            "excerpt_s": self.excerpt_s,
+            "excerpt_policy": self.excerpt_policy,
+            "top_k": self.top_k,
+            "review_threshold": self.review_threshold,
+        }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    cpu_actors: int
+    accelerator_actors: int
+    gpus_per_actor: float
+    cpus_per_accelerator_actor: float
+    inference_files_per_batch: int
+    max_batch_windows: int
+    device: str
+
+
+def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan:
+    """Pool sizes from the cluster: one inference actor per GPU, or a CPU share sized to featurization cost.
+
+    On CPU, featurizing a 30 s excerpt costs ~4x the ``tiny`` model's inference, so about a fifth of
+    the cores run inference; everything else decodes.
+    """
+    cpus = max(1, int(resources.get("CPU", 1)))
+    gpus = int(resources.get("GPU", 0))
+    use_gpu = gpus > 0 and options.device in ("auto", "cuda")
+    if use_gpu:
+        accelerator = options.accelerator_actors or gpus
+        cpu_actors = options.cpu_actors or max(1, cpus - accelerator)
+        return _Plan(
+            cpu_actors=cpu_actors,
+            accelerator_actors=accelerator,
+            gpus_per_actor=1.0,
+            cpus_per_accelerator_actor=1.0,
+            inference_files_per_batch=options.inference_files_per_batch or 64,
+            max_batch_windows=options.max_batch_windows or 512,
+            device="cuda",
+        )
+    accelerator = options.accelerator_actors or max(1, round(cpus / 5))
+    cpu_actors = options.cpu_actors or max(1, cpus - accelerator)
+    return _Plan(
+        cpu_actors=cpu_actors,
+        accelerator_actors=accelerator,
+        gpus_per_actor=0.0,
+        cpus_per_accelerator_actor=1.0,
+        inference_files_per_batch=options.inference_files_per_batch or 16,
+        max_batch_windows=options.max_batch_windows or 128,
+        device="cpu" if options.device == "auto" else options.device,
+    )
+
+
+def _list_inputs(options: JobOptions) -> Iterator[dict[str, Any]]:
+    """Every file under every input; an explicitly named file that is missing becomes a 'list' error row."""
+    seen: set[str] = set()
+    for uri in options.inputs:
+        try:
+            paths = list_files(uri, options.extensions, options.storage_options)
+            for path in paths:
+                if path not in seen:
+                    seen.add(path)
+                    yield {"path": path, "list_error": None}
+        except FileNotFoundError:
+            if _looks_like_file(uri):
+                yield {"path": uri, "list_error": f"input file not found: {uri}"}
+            else:
+                raise
+
+
+def _looks_like_file(uri: str) -> bool:
+    tail = uri.rstrip("/").rsplit("/", 1)[-1]
+    return "." in tail and not uri.endswith("/")
+
+
+def run_classification(options: JobOptions, *, progress: bool = True) -> JobSummary:
+    """Run the job on the current Ray cluster (``ray.init`` must have been called) and return its summary.
+
+    Raises:
+        AcousticSenseError / FileNotFoundError: bad model bundle, missing input folder.
+    """
+    started = time.perf_counter()
+    bundle = job_bundle(
+        options.model, options.storage_options, options.overrides()
+    )  # fail fast, on the driver
+    items = list(_list_inputs(options))
+    if not items:
+        raise FileNotFoundError(f"no files found under {options.inputs}")
+    _prepare_output(options.output, options.storage_options)
+    plan = plan_resources(options, ray.cluster_resources())
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.execution_options.verbose_progress = False
+    blocks = max(1, min(math.ceil(len(items) / options.files_per_batch), 4096))
+    stage_args = (options.model, options.storage_options, options.overrides())
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    ds = ds.map_batches(
+        FeaturizeFiles,
+        fn_constructor_args=stage_args,
+        batch_size=options.files_per_batch,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=plan.cpu_actors, max_size=plan.cpu_actors),
+        num_cpus=1,
+    )
+    ds = ds.map_batches(
+        ClassifyWindows,
+        fn_constructor_args=stage_args,
+        fn_constructor_kwargs=dict(
+            device=plan.device,
+            precision=options.precision,
+            compile=options.compile,
+            max_batch_windows=plan.max_batch_windows,
+            torch_threads=int(plan.cpus_per_accelerator_actor),
+        ),
+        batch_size=plan.inference_files_per_batch,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=plan.accelerator_actors, max_size=plan.accelerator_actors),
+        num_cpus=plan.cpus_per_accelerator_actor,
+        num_gpus=plan.gpus_per_actor or None,
+    )
+    # Writing is light I/O; it must not wait for a CPU that the actor pools hold.
+    ds = ds.map_batches(
+        write_shard,
+        fn_kwargs=dict(output_uri=options.output, storage_options=options.storage_options),
+        batch_size=None,
+        batch_format="pyarrow",
+        num_cpus=0,
+    )
+    tables = list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+    summary = summarize(
+        pa.concat_tables(tables) if tables else None,
+        wall_s=time.perf_counter() - started,
+        expected_files=len(items),
+        output=options.output,
+        model_version=bundle.version,
+        feature_hash=bundle.feature_hash,
+        plan=asdict(plan),
+    )
+    fs, root = filesystem(options.output, options.storage_options)
+    with fs.open(join_uri(root, "_summary.json"), "w") as f:
+        json.dump(summary.to_dict(), f, indent=2)
+    return summary
+
+
+def _prepare_output(output: str, storage_options: Mapping[str, Any]) -> None:
+    fs, root = filesystem(output, storage_options)
+    if not is_remote(output):
+        fs.makedirs(root, exist_ok=True)
+
+
+def _parse_storage_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--storage-option wants key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)  # numbers, booleans, JSON objects
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.classify",
+        description="Classify every audio file under the inputs; write one Parquet row per file.",
+    )
+    p.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        required=True,
+        metavar="URI",
+        help="folder, file or fsspec URI (s3://…); repeat for several",
+    )
+    p.add_argument("--output", required=True, metavar="URI", help="folder or URI for the Parquet shards")
+    p.add_argument("--model", metavar="BUNDLE_URI", help="model bundle folder (default: the demo bundle)")
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        type=_parse_storage_option,
+        metavar="KEY=VALUE",
+        help="fsspec option, e.g. endpoint_url=http://127.0.0.1:8333 (repeatable)",
+    )
+    p.add_argument("--extensions", help="comma-separated extensions to keep (default: every non-hidden file)")
+    p.add_argument(
+        "--cpu-actors", type=int, help="featurization actors (default: cores minus inference actors)"
+    )
+    p.add_argument(
+        "--accelerator-actors", type=int, help="inference actors (default: one per GPU, or cores/5)"
+    )
+    p.add_argument("--files-per-batch", type=int, default=4, help="files per featurization call (default 4)")
+    p.add_argument(
+        "--inference-files-per-batch", type=int, help="files per inference call (default 64 GPU / 16 CPU)"
+    )
+    p.add_argument(
+        "--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)"
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)"
+    )
+    p.add_argument("--excerpt-s", type=float, help="seconds analysed per file (default: the bundle's, 30)")
+    p.add_argument(
+        "--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)"
+    )
+    p.add_argument("--top-k", type=int, help="genres listed in top_k (default 5)")
+    p.add_argument(
+        "--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> JobOptions:
+    extensions = None
+    if args.extensions:
+        extensions = frozenset(e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip())
+    for name in (
+        "cpu_actors",
+        "accelerator_actors",
+        "files_per_batch",
+        "inference_files_per_batch",
+        "max_batch_windows",
+        "top_k",
+    ):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    return JobOptions(
+        inputs=args.inputs,
+        output=args.output,
+        model=args.model,
+        storage_options=dict(args.storage_option),
+        extensions=extensions,
+        cpu_actors=args.cpu_actors,
+        accelerator_actors=args.accelerator_actors,
+        files_per_batch=args.files_per_batch,
+        inference_files_per_batch=args.inference_files_per_batch,
+        max_batch_windows=args.max_batch_windows,
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        excerpt_s=args.excerpt_s,
+        excerpt_policy=args.excerpt_policy,
+        top_k=args.top_k,
+        review_threshold=args.review_threshold,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = options_from_args(args)
+    ray.init(ignore_reinit_error=True, logging_level="WARNING")  # uses RAY_ADDRESS when set
+    try:
+        summary = run_classification(options, progress=not args.no_progress)
+    except (AcousticSenseError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
