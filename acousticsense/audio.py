@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Union
@@ -83,9 +84,7 @@ def audio_info(source: AudioSource) -> AudioInfo:
     return info
 
 
-def read_excerpt(
-    source: AudioSource, offset_s: float = 0.0, duration_s: float | None = None
-) -> tuple[np.ndarray, int]:
+def read_excerpt(source: AudioSource, offset_s: float = 0.0, duration_s: float | None = None) -> tuple[np.ndarray, int]:
     """Read ``duration_s`` seconds from ``offset_s`` (to the end when ``None``), seeking, not decoding all.
 
     Args:
@@ -208,10 +207,26 @@ def _rewind(source: AudioSource) -> None:
 
 
 def _span_frames(choose: _SpanChooser, info: AudioInfo) -> tuple[int, int | None]:
+    """The chosen span in frames, clamped to the file: asking past the end is not a truncation."""
     offset_s, duration_s = choose(info)
-    start = int(round(offset_s * info.sample_rate_hz))
-    count = None if duration_s is None else int(round(duration_s * info.sample_rate_hz))
+    total = int(round(info.duration_s * info.sample_rate_hz))
+    start = min(int(round(offset_s * info.sample_rate_hz)), total)
+    count = None if duration_s is None else min(int(round(duration_s * info.sample_rate_hz)), total - start)
     return start, count
+
+
+# libsndfile shortens a cut PCM file to the bytes present and only says so in its log, e.g.
+# "data : 441000 (should be 220478)"; 0 and 0xFFFFFFFF are streaming writers' "unknown length".
+_CHUNK_SHORTFALL = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _check_chunk_sizes(handle: sf.SoundFile) -> None:
+    for declared, present in _CHUNK_SHORTFALL.findall(handle.extra_info):
+        declared_bytes, present_bytes = int(declared), int(present)
+        if declared_bytes not in (0, 0xFFFFFFFF) and present_bytes < declared_bytes:
+            raise AudioDecodeError(
+                f"truncated: the header announces {declared_bytes} bytes of audio data, the file holds {present_bytes}"
+            )
 
 
 def _check_complete(got: int, wanted: int | None, sample_rate_hz: int) -> None:
@@ -228,6 +243,7 @@ def _decode_soundfile(source: AudioSource, choose: _SpanChooser) -> tuple[np.nda
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise _UndecodableError(str(e)) from e
     with handle:
+        _check_chunk_sizes(handle)
         info = AudioInfo(
             sample_rate_hz=int(handle.samplerate),
             channels=int(handle.channels),

@@ -44,9 +44,7 @@ class ModelBundle:
 
     def __post_init__(self) -> None:
         if len(self.labels) != self.model.n_classes:
-            raise BundleError(
-                f"bundle has {len(self.labels)} labels but the model has {self.model.n_classes} classes"
-            )
+            raise BundleError(f"bundle has {len(self.labels)} labels but the model has {self.model.n_classes} classes")
         if (self.model.n_mels, self.model.window_frames) != (
             self.features.n_mels,
             self.features.window_frames,
@@ -62,9 +60,7 @@ class ModelBundle:
         model = WindowClassifier(self.model)
         missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
         if missing or unexpected:
-            raise BundleError(
-                f"weights do not fit the architecture: missing {missing}, unexpected {unexpected}"
-            )
+            raise BundleError(f"weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
         return model.eval()
 
     def with_postprocess(self, **changes: Any) -> ModelBundle:

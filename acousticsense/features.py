@@ -63,9 +63,7 @@ class LogMel(nn.Module):
         self.config = config
         self.normalize = normalize
         self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
-        fb = mel_filterbank(
-            config.sample_rate_hz, config.n_fft, config.n_mels, config.f_min_hz, config.f_max_hz
-        )
+        fb = mel_filterbank(config.sample_rate_hz, config.n_fft, config.n_mels, config.f_min_hz, config.f_max_hz)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:

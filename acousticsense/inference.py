@@ -69,9 +69,7 @@ class WindowPredictor:
         model = model.eval()
         if self.precision == "int8":
             with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", DeprecationWarning
-                )  # torch.ao is deprecated in favour of torchao
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao is deprecated in favour of torchao
                 model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
             self.dtype = torch.float32
         else:

@@ -17,9 +17,7 @@ from fsspec.core import url_to_fs
 __all__ = ["filesystem", "list_files", "open_binary", "join_uri", "is_remote", "uri_exists"]
 
 
-def filesystem(
-    uri: str, storage_options: Mapping[str, Any] | None = None
-) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem for ``uri`` and the path inside it."""
     return url_to_fs(uri, **dict(storage_options or {}))
 

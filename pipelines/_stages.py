@@ -56,17 +56,11 @@ FEATURES_SCHEMA = pa.schema(
 SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
 
 
-def job_bundle(
-    bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]
-) -> ModelBundle:
+def job_bundle(bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]) -> ModelBundle:
     """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
     bundle = load_bundle(bundle_uri, storage_options)
-    feature_changes = {
-        k: v for k, v in overrides.items() if k in ("excerpt_s", "excerpt_policy") and v is not None
-    }
-    post_changes = {
-        k: v for k, v in overrides.items() if k in ("top_k", "review_threshold") and v is not None
-    }
+    feature_changes = {k: v for k, v in overrides.items() if k in ("excerpt_s", "excerpt_policy") and v is not None}
+    post_changes = {k: v for k, v in overrides.items() if k in ("top_k", "review_threshold") and v is not None}
     if feature_changes:
         bundle = replace(bundle, features=replace(bundle.features, **feature_changes))
     if post_changes:
@@ -88,9 +82,7 @@ class FeaturizeFiles:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [
             self._one(path, list_error)
-            for path, list_error in zip(
-                batch.column("path").to_pylist(), batch.column("list_error").to_pylist()
-            )
+            for path, list_error in zip(batch.column("path").to_pylist(), batch.column("list_error").to_pylist())
         ]
         return pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
 
@@ -223,9 +215,7 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
         pq.write_table(batch, temporary, compression="zstd")
         os.replace(temporary, final)
     write_s = time.perf_counter() - t0
-    summary = batch.select(
-        list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"]
-    )
+    summary = batch.select(list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"])
     per_file = write_s / max(1, batch.num_rows)
     return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
 

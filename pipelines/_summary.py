@@ -89,13 +89,9 @@ def summarize(
     errors = len(status) - ok
     stage_counts: Counter[str] = Counter()
     if errors:
-        stage_counts.update(
-            s for s, st in zip(rows.column("error_stage").to_pylist(), status) if st == "error"
-        )
+        stage_counts.update(s for s, st in zip(rows.column("error_stage").to_pylist(), status) if st == "error")
     stage_seconds = {
-        stage: float(pc.sum(rows.column(f"{stage}_s")).as_py() or 0.0)
-        if f"{stage}_s" in rows.column_names
-        else 0.0
+        stage: float(pc.sum(rows.column(f"{stage}_s")).as_py() or 0.0) if f"{stage}_s" in rows.column_names else 0.0
         for stage in STAGES
     }
     audio_s = 0.0

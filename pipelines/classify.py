@@ -53,6 +53,7 @@ class JobOptions:
     excerpt_policy: str | None = None
     top_k: int | None = None
     review_threshold: float | None = None
+    overwrite: bool = False
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -137,13 +138,11 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         AcousticSenseError / FileNotFoundError: bad model bundle, missing input folder.
     """
     started = time.perf_counter()
-    bundle = job_bundle(
-        options.model, options.storage_options, options.overrides()
-    )  # fail fast, on the driver
+    bundle = job_bundle(options.model, options.storage_options, options.overrides())  # fail fast, on the driver
     items = list(_list_inputs(options))
     if not items:
         raise FileNotFoundError(f"no files found under {options.inputs}")
-    _prepare_output(options.output, options.storage_options)
+    _prepare_output(options.output, options.storage_options, options.overwrite)
     plan = plan_resources(options, ray.cluster_resources())
 
     ctx = ray.data.DataContext.get_current()
@@ -200,8 +199,17 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
     return summary
 
 
-def _prepare_output(output: str, storage_options: Mapping[str, Any]) -> None:
+def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: bool) -> None:
+    """Refuse to mix a new run's rows with an old run's, unless asked to replace them."""
     fs, root = filesystem(output, storage_options)
+    existing = fs.glob(join_uri(root, "part-*.parquet")) if fs.exists(root) else []
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{output} already holds {len(existing)} prediction shard(s); pass --overwrite to replace them "
+            "or choose another --output"
+        )
+    for path in existing + (fs.glob(join_uri(root, "_summary.json")) if existing else []):
+        fs.rm(path)
     if not is_remote(output):
         fs.makedirs(root, exist_ok=True)
 
@@ -240,32 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsspec option, e.g. endpoint_url=http://127.0.0.1:8333 (repeatable)",
     )
     p.add_argument("--extensions", help="comma-separated extensions to keep (default: every non-hidden file)")
-    p.add_argument(
-        "--cpu-actors", type=int, help="featurization actors (default: cores minus inference actors)"
-    )
-    p.add_argument(
-        "--accelerator-actors", type=int, help="inference actors (default: one per GPU, or cores/5)"
-    )
+    p.add_argument("--cpu-actors", type=int, help="featurization actors (default: cores minus inference actors)")
+    p.add_argument("--accelerator-actors", type=int, help="inference actors (default: one per GPU, or cores/5)")
     p.add_argument("--files-per-batch", type=int, default=4, help="files per featurization call (default 4)")
-    p.add_argument(
-        "--inference-files-per-batch", type=int, help="files per inference call (default 64 GPU / 16 CPU)"
-    )
-    p.add_argument(
-        "--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)"
-    )
+    p.add_argument("--inference-files-per-batch", type=int, help="files per inference call (default 64 GPU / 16 CPU)")
+    p.add_argument("--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
-    p.add_argument(
-        "--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)"
-    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)")
     p.add_argument("--excerpt-s", type=float, help="seconds analysed per file (default: the bundle's, 30)")
-    p.add_argument(
-        "--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)"
-    )
+    p.add_argument("--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)")
     p.add_argument("--top-k", type=int, help="genres listed in top_k (default 5)")
-    p.add_argument(
-        "--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)"
-    )
+    p.add_argument("--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)")
+    p.add_argument("--overwrite", action="store_true", help="replace predictions already under --output")
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
     return p
 
@@ -303,6 +298,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         excerpt_policy=args.excerpt_policy,
         top_k=args.top_k,
         review_threshold=args.review_threshold,
+        overwrite=args.overwrite,
     )
 
 
@@ -312,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.init(ignore_reinit_error=True, logging_level="WARNING")  # uses RAY_ADDRESS when set
     try:
         summary = run_classification(options, progress=not args.no_progress)
-    except (AcousticSenseError, FileNotFoundError) as e:
+    except (AcousticSenseError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary.table())

@@ -1,0 +1,71 @@
+"""Shared fixtures: a small untrained bundle, audio writers, and one local Ray per test module that asks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from acousticsense import GENRES, FeatureConfig, WindowClassifier, model_config_for, save_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_audio(
+    path: Path,
+    seconds: float,
+    sample_rate_hz: int = 22050,
+    channels: int = 1,
+    frequency_hz: float = 440.0,
+    subtype: str | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Write a tone plus a little noise; OGG/MP3 in blocks (libsndfile can crash on one large write).
+
+    Returns the float32 ``(samples, channels)`` array that was written.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
+    tone = 0.5 * np.sin(2 * np.pi * frequency_hz * t)
+    data = np.stack([tone * (1 - 0.1 * c) for c in range(channels)], axis=1)
+    data = (data + 0.01 * rng.standard_normal(data.shape)).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").upper()
+    with sf.SoundFile(path, "w", samplerate=sample_rate_hz, channels=channels, format=fmt, subtype=subtype) as f:
+        for start in range(0, len(data), 16384):
+            f.write(data[start : start + 16384])
+    return data
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained ``tiny`` bundle with a 10 s excerpt, so tests do not depend on the demo weights."""
+    torch.manual_seed(0)
+    features = FeatureConfig(excerpt_s=10.0)
+    model = WindowClassifier(model_config_for("tiny", features, len(GENRES)))
+    path = tmp_path_factory.mktemp("bundle") / "tiny"
+    save_bundle(str(path), model, features=features, labels=GENRES, version="test-tiny-0", preset="tiny")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for the module (2 CPUs, like CI), shut down afterwards."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "requires_cuda" in item.keywords:
+            item.add_marker(skip)

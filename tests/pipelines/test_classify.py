@@ -1,0 +1,213 @@
+"""The classify job end to end on a real local Ray, over good files of many kinds mixed with bad ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from acousticsense import GENRES, WindowPredictor, load_bundle
+from acousticsense.extract import ExcerptFeaturizer
+from tests.conftest import ROOT, write_audio
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+# name -> (seconds, sample rate, channels)
+GOOD = {
+    "pcm.wav": (3.0, 22050, 1),
+    "long stereo.wav": (40.0, 44100, 2),
+    "album/ünïcode trâck.flac": (12.0, 48000, 2),
+    "album/six channels.wav": (2.5, 48000, 6),
+    "low/eight.ogg": (4.0, 8000, 1),
+    "low/mpeg.mp3": (6.0, 44100, 2),
+    "hi-res.flac": (2.0, 96000, 1),
+}
+BAD = {
+    "empty.wav": ("decode", "empty"),
+    "not audio.mp3": ("decode", "unsupported or not audio"),
+    "notes.txt": ("decode", "unsupported or not audio"),
+    "truncated.flac": ("decode", "truncated"),
+    "too short.wav": ("decode", "too short"),
+}
+
+
+def _write_m4a(path: Path, seconds: float, sr: int = 44100) -> None:
+    t = np.arange(int(seconds * sr)) / sr
+    planar = np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=sr)
+        stream.layout = "stereo"
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
+        frame.sample_rate = sr
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("music")
+    for i, (name, (seconds, sr, channels)) in enumerate(GOOD.items()):
+        write_audio(root / name, seconds, sr, channels, frequency_hz=200.0 + 100 * i, seed=i)
+    _write_m4a(root / "aac track.m4a", 5.0)
+    (root / "empty.wav").write_bytes(b"")
+    (root / "not audio.mp3").write_text("this is not an mp3\n" * 50)
+    (root / "notes.txt").write_text("liner notes")
+    write_audio(root / "full.flac", 20.0, 44100, 2)
+    data = (root / "full.flac").read_bytes()
+    (root / "truncated.flac").write_bytes(data[: len(data) // 3])
+    (root / "full.flac").unlink()
+    write_audio(root / "too short.wav", 0.3)
+    (root / ".hidden.wav").write_bytes(b"ignored: hidden files are not inputs")
+    return root
+
+
+@pytest.fixture(scope="module")
+def job(local_ray, corpus, tiny_bundle, tmp_path_factory):
+    from pipelines.classify import JobOptions, run_classification
+
+    output = tmp_path_factory.mktemp("out") / "predictions"
+    missing = str(corpus / "gone" / "missing.wav")
+    options = JobOptions(
+        inputs=[str(corpus), missing],
+        output=str(output),
+        model=tiny_bundle,
+        files_per_batch=2,
+        inference_files_per_batch=3,
+        max_batch_windows=5,
+    )
+    summary = run_classification(options, progress=False)
+    rows = {Path(r["path"]).relative_to(corpus).as_posix(): r for r in pq.read_table(output).to_pylist()}
+    return summary, rows, output
+
+
+def test_exactly_one_row_per_input_file(job, corpus):
+    summary, rows, _ = job
+    expected = set(GOOD) | set(BAD) | {"aac track.m4a", "gone/missing.wav"}
+    assert set(rows) == expected
+    assert summary.files == len(expected) and summary.missing_rows == 0
+    assert summary.ok == len(GOOD) + 1 and summary.errors == len(BAD) + 1
+
+
+def test_good_files_get_predictions(job, tiny_bundle):
+    _, rows, _ = job
+    bundle = load_bundle(tiny_bundle)
+    excerpt_s = bundle.features.excerpt_s
+    for name, (seconds, sr, channels) in GOOD.items():
+        row = rows[name]
+        assert row["status"] == "ok" and row["error"] is None and row["error_stage"] is None, name
+        assert row["top_genre"] in GENRES
+        assert len(row["probabilities"]) == len(GENRES)
+        assert sum(row["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+        assert row["confidence"] == pytest.approx(max(row["probabilities"]), abs=1e-6)
+        assert [t["genre"] for t in row["top_k"]][0] == row["top_genre"] and len(row["top_k"]) == 5
+        assert row["duration_s"] == pytest.approx(seconds, abs=0.06)
+        assert (row["sample_rate"], row["channels"]) == (sr, channels)
+        analysed = min(seconds, excerpt_s)
+        assert row["excerpt_s"] == pytest.approx(analysed, abs=0.06)
+        frames = 1 + int(round(analysed * 22050)) // 256
+        assert row["windows"] == -(-frames // 224)
+        assert 0.0 <= row["uncertainty"] <= 1.0 and isinstance(row["needs_review"], bool)
+        assert row["model_version"] == "test-tiny-0" and row["feature_hash"] == bundle.feature_hash
+        assert row["processed_at"] is not None
+    assert rows["long stereo.wav"]["offset_s"] == pytest.approx((40.0 - excerpt_s) / 2, abs=0.01)
+    assert rows["aac track.m4a"]["status"] == "ok"
+
+
+def test_bad_files_get_error_rows_and_no_prediction(job):
+    _, rows, _ = job
+    for name, (stage, message) in BAD.items():
+        row = rows[name]
+        assert row["status"] == "error", name
+        assert row["error_stage"] == stage and message in row["error"], (name, row["error"])
+        assert row["top_genre"] is None and row["probabilities"] is None and row["confidence"] is None
+    missing = rows["gone/missing.wav"]
+    assert (missing["status"], missing["error_stage"]) == ("error", "list")
+
+
+def test_pipeline_predictions_equal_the_core_run_file_by_file(job, corpus, tiny_bundle):
+    """Batching windows across files must not mix files: the job equals a plain per-file loop."""
+    _, rows, _ = job
+    bundle = load_bundle(tiny_bundle)
+    featurize = ExcerptFeaturizer(bundle.features)
+    predictor = WindowPredictor(bundle.build_model(), device="cpu")
+    for name in ["pcm.wav", "long stereo.wav", "album/ünïcode trâck.flac", "aac track.m4a"]:
+        logits = predictor.predict_logits(featurize(str(corpus / name)).windows)
+        from acousticsense import predict_file
+
+        expected = predict_file(logits, bundle.labels, bundle.postprocess)
+        np.testing.assert_allclose(rows[name]["probabilities"], expected.probabilities, atol=1e-5)
+        assert rows[name]["top_genre"] == expected.top_genre
+
+
+def test_output_is_committed_parquet_with_a_summary(job):
+    summary, _, output = job
+    assert not list(output.glob(".*inprogress"))
+    assert list(output.glob("part-*.parquet")) and (output / "_summary.json").is_file()
+    assert summary.audio_hours > 0 and summary.files_per_s > 0
+    assert set(summary.stage_seconds) == {"read", "decode", "resample", "features", "inference", "write"}
+    assert summary.stage_seconds["decode"] > 0 and summary.stage_seconds["inference"] > 0
+    table = summary.table()
+    assert "files / s" in table and "inference" in table
+
+
+def test_cli_runs_a_local_job_and_fails_cleanly_on_a_missing_input(corpus, tiny_bundle, tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    out = tmp_path / "cli"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.classify",
+            "--input",
+            str(corpus / "album"),
+            "--output",
+            str(out),
+            "--model",
+            tiny_bundle,
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "classification summary" in done.stdout and str(out) in done.stdout
+    assert pq.read_table(out).num_rows == 2
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.classify",
+            "--input",
+            str(corpus / "album"),
+            "--output",
+            str(out),
+            "--model",
+            tiny_bundle,
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 2 and "--overwrite" in again.stderr  # never mixes two runs' rows
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipelines.classify", "--input", str(tmp_path / "nope"), "--output", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "input not found" in bad.stderr
