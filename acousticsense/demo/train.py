@@ -73,6 +73,7 @@ def train_demo_bundle(
     epochs: int = 25,
     seed: int = 0,
     duration_s: float = 12.0,
+    formats: tuple[str, ...] = ("wav", "flac", "ogg", "mp3"),
     log=print,
 ) -> dict[str, float]:
     """Generate (or reuse) a corpus, train ``tiny`` on 80% of the files, report held-out accuracy, save.
@@ -85,7 +86,8 @@ def train_demo_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         root = corpus or Path(tmp) / "corpus"
         if corpus is None:
-            write_corpus(root, per_class=per_class, seed=seed, duration_s=duration_s)
+            # Every codec in training: a model that never heard MP3's low-pass mistakes it for a genre cue.
+            write_corpus(root, per_class=per_class, seed=seed, duration_s=duration_s, formats=formats)
         files = _labelled_files(root)
         if not files:
             raise SystemExit(f"no labelled files under {root} (expected GTZAN-style <genre>/<clip> folders)")
@@ -150,7 +152,13 @@ def train_demo_bundle(
             "kind": "demo model trained on the synthetic corpus of acousticsense.demo.corpus; not for real music",
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": "python -m acousticsense.demo.train " + " ".join(sys.argv[1:]),
-            "corpus": {"per_class": per_class, "seed": seed, "duration_s": duration_s, "files": len(files)},
+            "corpus": {
+                "per_class": per_class,
+                "seed": seed,
+                "duration_s": duration_s,
+                "formats": list(formats),
+                "files": len(files),
+            },
             "epochs": epochs,
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -168,8 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration-s", type=float, default=12.0)
+    p.add_argument("--formats", default="wav,flac,ogg,mp3", help="formats of the generated corpus, cycled per clip")
     args = p.parse_args(argv)
-    metrics = train_demo_bundle(args.output, args.corpus, args.per_class, args.epochs, args.seed, args.duration_s)
+    metrics = train_demo_bundle(
+        args.output,
+        args.corpus,
+        args.per_class,
+        args.epochs,
+        args.seed,
+        args.duration_s,
+        tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+    )
     print(f"wrote {args.output}: {metrics}")
     return 0
 
