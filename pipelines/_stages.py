@@ -6,9 +6,9 @@ never fails a block and every input file leaves exactly one row.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -31,6 +31,7 @@ from acousticsense import (
 from acousticsense.extract import ExcerptFeaturizer, StageError
 from acousticsense.inference import predict_many
 from acousticsense.storage import filesystem, is_remote
+from pipelines._metrics import metrics, observe_stages
 from pipelines._schema import OUTPUT_SCHEMA
 
 FEATURES_SCHEMA = pa.schema(
@@ -84,6 +85,8 @@ class FeaturizeFiles:
             self._one(path, list_error)
             for path, list_error in zip(batch.column("path").to_pylist(), batch.column("list_error").to_pylist())
         ]
+        for row in rows:
+            observe_stages({stage: row.get(f"{stage}_s") for stage in ("read", "decode", "resample", "features")})
         return pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
 
     def _one(self, path: str, list_error: str | None) -> dict[str, Any]:
@@ -188,7 +191,21 @@ class ClassifyWindows:
             )
         for row in rows:
             row.update(model_version=self.bundle.version, feature_hash=self.feature_hash, processed_at=now)
+        self._record(rows, sum(w.shape[0] for w in windows))
         return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+
+    @staticmethod
+    def _record(rows: list[dict[str, Any]], n_windows: int) -> None:
+        m = metrics()
+        m["batch_windows"].observe(n_windows)
+        m["queue_files"].set(len(rows))
+        for row in rows:
+            m["files"].inc(tags={"status": row["status"], "stage": row.get("error_stage") or "none"})
+            if row["status"] == "ok":
+                m["predictions"].inc(tags={"genre": row["top_genre"]})
+                m["audio_seconds"].inc(row["duration_s"])
+                m["windows"].inc(row["windows"])
+                observe_stages({"inference": row["inference_s"]})
 
     def _predict_alone(self, windows: np.ndarray) -> np.ndarray | Exception:
         try:
@@ -205,7 +222,11 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     """
     t0 = time.perf_counter()
     fs, root = filesystem(output_uri, storage_options)
-    name = f"part-{uuid.uuid4().hex}.parquet"
+    # Named by content: a retried task rewrites the same shard instead of adding a duplicate one, while
+    # the same files under another model version or feature config get shards of their own.
+    first = batch.slice(0, 1).to_pylist()[0] if batch.num_rows else {}
+    key = [first.get("model_version") or "", first.get("feature_hash") or "", *batch.column("path").to_pylist()]
+    name = f"part-{hashlib.sha256(chr(0).join(key).encode()).hexdigest()[:24]}.parquet"
     final = join_uri(root, name)
     if is_remote(output_uri):
         with fs.open(final, "wb") as f:
@@ -217,6 +238,7 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     write_s = time.perf_counter() - t0
     summary = batch.select(list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"])
     per_file = write_s / max(1, batch.num_rows)
+    observe_stages({"write": per_file})
     return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
 
 

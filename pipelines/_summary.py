@@ -30,6 +30,7 @@ class JobSummary:
     model_version: str
     feature_hash: str
     plan: dict[str, Any] = field(default_factory=dict)
+    skipped_existing: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,6 +48,8 @@ class JobSummary:
             f"{'  ok':<28}{self.ok:>12}",
             f"{'  error':<28}{self.errors:>12}",
         ]
+        if self.skipped_existing:
+            lines.insert(4, f"{'skipped (already done)':<28}{self.skipped_existing:>12}")
         lines += [f"{'    ' + stage:<28}{count:>12}" for stage, count in sorted(self.errors_by_stage.items())]
         if self.missing_rows:
             lines.append(f"{'  MISSING ROWS':<28}{self.missing_rows:>12}")
@@ -80,6 +83,7 @@ def summarize(
     model_version: str,
     feature_hash: str,
     plan: dict[str, Any],
+    skipped_existing: int = 0,
 ) -> JobSummary:
     """Build the summary from the per-file summary columns the writer stage returns."""
     if rows is None or rows.num_rows == 0:
@@ -119,4 +123,5 @@ def summarize(
         model_version=model_version,
         feature_hash=feature_hash,
         plan=plan,
+        skipped_existing=skipped_existing,
     )

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
 
@@ -54,6 +56,7 @@ class JobOptions:
     top_k: int | None = None
     review_threshold: float | None = None
     overwrite: bool = False
+    resume: bool = False
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -142,8 +145,27 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
     items = list(_list_inputs(options))
     if not items:
         raise FileNotFoundError(f"no files found under {options.inputs}")
-    _prepare_output(options.output, options.storage_options, options.overwrite)
+    _prepare_output(options.output, options.storage_options, options.overwrite, options.resume)
+    skipped = 0
+    if options.resume:
+        done = completed_paths(options.output, options.storage_options, bundle.version, bundle.feature_hash)
+        remaining = [item for item in items if item["path"] not in done]
+        skipped, items = len(items) - len(remaining), remaining
     plan = plan_resources(options, ray.cluster_resources())
+    if not items:
+        return _write_summary(
+            options,
+            summarize(
+                None,
+                wall_s=time.perf_counter() - started,
+                expected_files=0,
+                output=options.output,
+                model_version=bundle.version,
+                feature_hash=bundle.feature_hash,
+                plan=asdict(plan),
+                skipped_existing=skipped,
+            ),
+        )
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
@@ -192,21 +214,47 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         model_version=bundle.version,
         feature_hash=bundle.feature_hash,
         plan=asdict(plan),
+        skipped_existing=skipped,
     )
+    return _write_summary(options, summary)
+
+
+def _write_summary(options: JobOptions, summary: JobSummary) -> JobSummary:
     fs, root = filesystem(options.output, options.storage_options)
     with fs.open(join_uri(root, "_summary.json"), "w") as f:
         json.dump(summary.to_dict(), f, indent=2)
     return summary
 
 
-def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: bool) -> None:
-    """Refuse to mix a new run's rows with an old run's, unless asked to replace them."""
+def completed_paths(output: str, storage_options: Mapping[str, Any], model_version: str, feature_hash: str) -> set[str]:
+    """Paths that already have a row under ``output`` for this model version and feature config.
+
+    Only committed shards count (``part-*.parquet``; shards in progress have hidden names), and only
+    the three columns needed are read.
+    """
+    fs, root = filesystem(output, storage_options)
+    if not fs.exists(root):
+        return set()
+    shards = fs.glob(join_uri(root, "part-*.parquet"))
+    if not shards:
+        return set()
+    table = pq.ParquetDataset(shards, filesystem=fs).read(columns=["path", "model_version", "feature_hash"])
+    same = pc.and_(pc.equal(table["model_version"], model_version), pc.equal(table["feature_hash"], feature_hash))
+    return set(table.filter(same).column("path").to_pylist())
+
+
+def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: bool, resume: bool) -> None:
+    """Refuse to mix a new run's rows with an old run's, unless asked to replace them or to resume."""
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume contradict each other: choose one")
     fs, root = filesystem(output, storage_options)
     existing = fs.glob(join_uri(root, "part-*.parquet")) if fs.exists(root) else []
-    if existing and not overwrite:
+    if resume:
+        existing = []  # keep them: resume reads them to skip finished files
+    elif existing and not overwrite:
         raise FileExistsError(
-            f"{output} already holds {len(existing)} prediction shard(s); pass --overwrite to replace them "
-            "or choose another --output"
+            f"{output} already holds {len(existing)} prediction shard(s); pass --resume to finish that run, "
+            "--overwrite to replace it, or choose another --output"
         )
     for path in existing + (fs.glob(join_uri(root, "_summary.json")) if existing else []):
         fs.rm(path)
@@ -261,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="genres listed in top_k (default 5)")
     p.add_argument("--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)")
     p.add_argument("--overwrite", action="store_true", help="replace predictions already under --output")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip files that already have a row under --output for this model version and feature config",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
     return p
 
@@ -299,6 +352,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         top_k=args.top_k,
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,
+        resume=args.resume,
     )
 
 
@@ -308,8 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.init(ignore_reinit_error=True, logging_level="WARNING")  # uses RAY_ADDRESS when set
     try:
         summary = run_classification(options, progress=not args.no_progress)
-    except (AcousticSenseError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (AcousticSenseError, OSError, ValueError) as e:
+        # Bad bundle, missing input or bucket, refused credentials, existing output: say what, no traceback.
+        print(f"error: {type(e).__name__}: {e}" if isinstance(e, OSError) else f"error: {e}", file=sys.stderr)
         return 2
     print(summary.table())
     return 0

@@ -211,3 +211,31 @@ def test_cli_runs_a_local_job_and_fails_cleanly_on_a_missing_input(corpus, tiny_
         timeout=120,
     )
     assert bad.returncode == 2 and "input not found" in bad.stderr
+
+
+def test_resume_skips_finished_files_and_recomputes_for_a_new_feature_config(local_ray, corpus, tiny_bundle, tmp_path):
+    from pipelines.classify import JobOptions, run_classification
+
+    output = tmp_path / "resumable"
+    options = JobOptions(inputs=[str(corpus)], output=str(output), model=tiny_bundle, inference_files_per_batch=2)
+    first = run_classification(options, progress=False)
+    shards = sorted(output.glob("part-*.parquet"))
+    assert len(shards) >= 3
+    lost = set(pq.read_table(shards[0]).column("path").to_pylist())
+    shards[0].unlink()  # as if the job died before this shard was committed
+    (output / ".part-dead.parquet.inprogress").write_bytes(b"half a file")  # never counted as done
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_classification(options, progress=False)
+    resumed = run_classification(JobOptions(**{**options.__dict__, "resume": True}), progress=False)
+    assert resumed.files == len(lost) and resumed.skipped_existing == first.files - len(lost)
+    paths = pq.read_table(output, columns=["path"]).column("path").to_pylist()
+    assert sorted(paths) == sorted(set(paths)) and len(paths) == first.files
+
+    again = run_classification(JobOptions(**{**options.__dict__, "resume": True}), progress=False)
+    assert again.files == 0 and again.skipped_existing == first.files
+
+    changed = run_classification(JobOptions(**{**options.__dict__, "resume": True, "excerpt_s": 5.0}), progress=False)
+    assert changed.files == first.files and changed.skipped_existing == 0
+    table = pq.read_table(output, columns=["path", "feature_hash"])
+    assert len(set(table.column("feature_hash").to_pylist())) == 2
