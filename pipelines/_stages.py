@@ -7,6 +7,7 @@ never fails a block and every input file leaves exactly one row.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
 import torch
 
 from acousticsense import (
@@ -33,6 +35,8 @@ from acousticsense.inference import predict_many
 from acousticsense.storage import filesystem, is_remote
 from pipelines._metrics import metrics, observe_stages
 from pipelines._schema import OUTPUT_SCHEMA
+
+logger = logging.getLogger(__name__)
 
 FEATURES_SCHEMA = pa.schema(
     [
@@ -146,6 +150,8 @@ class ClassifyWindows:
         torch_threads: int = 1,
     ) -> None:
         torch.set_num_threads(max(1, torch_threads))
+        if ray.get_gpu_ids() and not torch.cuda.is_available():
+            logger.warning("this actor holds a GPU but torch sees no CUDA device; inference runs on the CPU")
         self.bundle = job_bundle(bundle_uri, storage_options, overrides)
         self.predictor = WindowPredictor(
             self.bundle.build_model(),

@@ -88,16 +88,17 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
     gpus = int(resources.get("GPU", 0))
     use_gpu = gpus > 0 and options.device in ("auto", "cuda")
     if use_gpu:
-        accelerator = options.accelerator_actors or gpus
-        cpu_actors = options.cpu_actors or max(1, cpus - accelerator)
+        # GPU actors ask for no CPU: a featurization actor that took a GPU node's last core must not keep
+        # the GPU actor from being placed there. The actor still resolves 'auto' itself, so a node that
+        # advertises a GPU without CUDA (or a test's fake GPU) runs on its CPU instead of failing.
         return _Plan(
-            cpu_actors=cpu_actors,
-            accelerator_actors=accelerator,
+            cpu_actors=options.cpu_actors or cpus,
+            accelerator_actors=options.accelerator_actors or gpus,
             gpus_per_actor=1.0,
-            cpus_per_accelerator_actor=1.0,
+            cpus_per_accelerator_actor=0.0,
             inference_files_per_batch=options.inference_files_per_batch or 64,
             max_batch_windows=options.max_batch_windows or 512,
-            device="cuda",
+            device=options.device,
         )
     accelerator = options.accelerator_actors or max(1, round(cpus / 5))
     cpu_actors = options.cpu_actors or max(1, cpus - accelerator)
@@ -189,7 +190,7 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
             precision=options.precision,
             compile=options.compile,
             max_batch_windows=plan.max_batch_windows,
-            torch_threads=int(plan.cpus_per_accelerator_actor),
+            torch_threads=max(1, int(plan.cpus_per_accelerator_actor)),
         ),
         batch_size=plan.inference_files_per_batch,
         batch_format="pyarrow",
