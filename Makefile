@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_CORPUS := data/demo-corpus
 DEMO_OUTPUT := out/demo-predictions
 
-.PHONY: install demo test lint format train-demo clean
+.PHONY: install demo test lint format train-demo stack-up stack-down stack-status bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,21 @@ format: install
 # Regenerates the committed demo bundle (a few minutes on 2 cores).
 train-demo: install
 	$(BIN)/python -m acousticsense.demo.train --output acousticsense/demo/bundle
+
+# Local stack: SeaweedFS (S3 on 127.0.0.1:8333) and a Ray head (dashboard :8265, metrics :8080).
+stack-up: install
+	bash infra/local/stack.sh up
+
+stack-down:
+	bash infra/local/stack.sh down
+
+stack-status:
+	bash infra/local/stack.sh status
+
+# Side-by-side benchmarks (print figures; see BENCHMARKS.md). Not part of `make test`.
+bench: install
+	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.inference
 
 clean:
 	rm -rf data out .pytest_cache .ruff_cache
