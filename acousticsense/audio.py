@@ -34,6 +34,8 @@ __all__ = [
     "read_excerpt",
     "choose_excerpt",
     "decode_excerpt",
+    "decode_segments",
+    "choose_segments",
     "downmix",
     "resample",
 ]
@@ -42,7 +44,8 @@ AudioSource = Union[str, os.PathLike, BinaryIO]
 
 # A decoder is asked to read the span that this callback picks once the file's info is known, so
 # that one open serves both the header read and the seeked read.
-_SpanChooser = Callable[["AudioInfo"], "tuple[float, float | None]"]
+_Span = tuple[float, "float | None"]  # (offset_s, duration_s); None: to the end
+_SpanChooser = Callable[["AudioInfo"], "list[_Span]"]
 
 # Decoded audio may end a little before what the header promised (MP3/OGG encoder padding, rounding
 # of seek points); more than this is a truncated file.
@@ -80,7 +83,7 @@ class DecodedExcerpt:
 
 def audio_info(source: AudioSource) -> AudioInfo:
     """Read a file's header: sample rate, channels, duration and codec."""
-    _, info = _decode(source, lambda info: (0.0, 0.0))
+    _, info = _decode(source, lambda info: [])
     return info
 
 
@@ -100,8 +103,8 @@ def read_excerpt(source: AudioSource, offset_s: float = 0.0, duration_s: float |
     """
     if offset_s < 0 or (duration_s is not None and duration_s < 0):
         raise ValueError("offset_s and duration_s must be >= 0")
-    waveform, info = _decode(source, lambda info: (offset_s, duration_s))
-    return waveform, info.sample_rate_hz
+    waveforms, info = _decode(source, lambda info: [(offset_s, duration_s)])
+    return waveforms[0], info.sample_rate_hz
 
 
 def choose_excerpt(total_s: float, excerpt_s: float, policy: str = "middle") -> tuple[float, float]:
@@ -119,27 +122,52 @@ def choose_excerpt(total_s: float, excerpt_s: float, policy: str = "middle") -> 
     raise ValueError(f"unknown excerpt policy {policy!r}; use 'middle' or 'start'")
 
 
-def decode_excerpt(source: AudioSource, config: FeatureConfig) -> DecodedExcerpt:
-    """Decode the excerpt that ``config`` asks for, and check that it is usable.
+def choose_segments(
+    total_s: float, excerpt_s: float, segments: int, policy: str = "middle"
+) -> list[tuple[float, float]]:
+    """Spread ``segments`` excerpts of ``excerpt_s`` seconds evenly over a track, never overlapping.
+
+    A track too short for all of them gets as many as fit (at least one: the whole track when shorter
+    than one excerpt). With one segment this is :func:`choose_excerpt`.
+
+    Returns:
+        ``[(offset_s, duration_s), ...]`` in time order.
+    """
+    if segments < 1:
+        raise ValueError("segments must be >= 1")
+    fitting = min(segments, int(total_s // excerpt_s)) if total_s > excerpt_s else 1
+    if fitting == 1:
+        return [choose_excerpt(total_s, excerpt_s, policy)]
+    gap = (total_s - fitting * excerpt_s) / fitting  # equal room around every segment
+    return [(gap / 2 + k * (excerpt_s + gap), excerpt_s) for k in range(fitting)]
+
+
+def decode_segments(source: AudioSource, config: FeatureConfig) -> list[DecodedExcerpt]:
+    """Decode the ``config.segments`` excerpts ``config`` asks for (one open, one seek each), checked usable.
 
     Raises:
         AudioDecodeError: unreadable, empty, truncated, or shorter than ``config.min_duration_s``.
     """
 
-    def span(info: AudioInfo) -> tuple[float, float]:
+    def spans(info: AudioInfo) -> list[tuple[float, float]]:
         if info.duration_s <= 0:
             raise AudioDecodeError("empty audio: the file holds no samples")
         if info.duration_s < config.min_duration_s:
             raise AudioDecodeError(
                 f"too short: {info.duration_s:.3f} s of audio, the minimum is {config.min_duration_s} s"
             )
-        return choose_excerpt(info.duration_s, config.excerpt_s, config.excerpt_policy)
+        return choose_segments(info.duration_s, config.excerpt_s, config.segments, config.excerpt_policy)
 
-    waveform, info = _decode(source, span)
-    offset_s, _ = span(info)  # deterministic: the same span the decoder read
-    if waveform.shape[-1] == 0:
+    waveforms, info = _decode(source, spans)
+    chosen = spans(info)  # deterministic: the same spans the decoder read
+    if any(w.shape[-1] == 0 for w in waveforms):
         raise AudioDecodeError("empty audio: no samples could be decoded")
-    return DecodedExcerpt(waveform=waveform, offset_s=offset_s, info=info)
+    return [DecodedExcerpt(waveform=w, offset_s=offset_s, info=info) for w, (offset_s, _) in zip(waveforms, chosen)]
+
+
+def decode_excerpt(source: AudioSource, config: FeatureConfig) -> DecodedExcerpt:
+    """Decode the (first) excerpt that ``config`` asks for; see :func:`decode_segments`."""
+    return decode_segments(source, config)[0]
 
 
 def downmix(waveform: np.ndarray) -> np.ndarray:
@@ -170,7 +198,7 @@ def resample(waveform: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
 # decoders
 
 
-def _decode(source: AudioSource, choose: _SpanChooser) -> tuple[np.ndarray, AudioInfo]:
+def _decode(source: AudioSource, choose: _SpanChooser) -> tuple[list[np.ndarray], AudioInfo]:
     errors: list[str] = []
     for name, decoder in (("soundfile", _decode_soundfile), ("ffmpeg", _decode_pyav)):
         _rewind(source)
@@ -206,9 +234,9 @@ def _rewind(source: AudioSource) -> None:
             source.seek(0)  # type: ignore[union-attr]
 
 
-def _span_frames(choose: _SpanChooser, info: AudioInfo) -> tuple[int, int | None]:
-    """The chosen span in frames, clamped to the file: asking past the end is not a truncation."""
-    offset_s, duration_s = choose(info)
+def _span_frames(span: _Span, info: AudioInfo) -> tuple[int, int | None]:
+    """A span in frames, clamped to the file: asking past the end is not a truncation."""
+    offset_s, duration_s = span
     total = int(round(info.duration_s * info.sample_rate_hz))
     start = min(int(round(offset_s * info.sample_rate_hz)), total)
     count = None if duration_s is None else min(int(round(duration_s * info.sample_rate_hz)), total - start)
@@ -237,7 +265,7 @@ def _check_complete(got: int, wanted: int | None, sample_rate_hz: int) -> None:
         )
 
 
-def _decode_soundfile(source: AudioSource, choose: _SpanChooser) -> tuple[np.ndarray, AudioInfo]:
+def _decode_soundfile(source: AudioSource, choose: _SpanChooser) -> tuple[list[np.ndarray], AudioInfo]:
     try:
         handle = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
@@ -250,26 +278,29 @@ def _decode_soundfile(source: AudioSource, choose: _SpanChooser) -> tuple[np.nda
             duration_s=handle.frames / handle.samplerate if handle.frames > 0 else 0.0,
             codec=f"{handle.format}/{handle.subtype}".lower(),
         )
-        start, count = _span_frames(choose, info)
-        if count == 0:
-            return np.zeros((info.channels, 0), np.float32), info
-        try:
-            if start:
-                handle.seek(start)
-            # 16-bit PCM converted in NumPy is ~9x cheaper than libsndfile's own float conversion.
-            if handle.subtype == "PCM_16":
-                raw = handle.read(-1 if count is None else count, dtype="int16", always_2d=True)
-                frames = np.multiply(raw, np.float32(1.0 / 32768.0), dtype=np.float32)
-            else:
-                frames = handle.read(-1 if count is None else count, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioDecodeError(f"truncated or corrupt audio data: {e}") from e
+        return [_soundfile_span(handle, info, span) for span in choose(info)], info
+
+
+def _soundfile_span(handle: sf.SoundFile, info: AudioInfo, span: _Span) -> np.ndarray:
+    start, count = _span_frames(span, info)
+    if count == 0:
+        return np.zeros((info.channels, 0), np.float32)
+    try:
+        handle.seek(start)
+        # 16-bit PCM converted in NumPy is ~9x cheaper than libsndfile's own float conversion.
+        if handle.subtype == "PCM_16":
+            raw = handle.read(-1 if count is None else count, dtype="int16", always_2d=True)
+            frames = np.multiply(raw, np.float32(1.0 / 32768.0), dtype=np.float32)
+        else:
+            frames = handle.read(-1 if count is None else count, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioDecodeError(f"truncated or corrupt audio data: {e}") from e
     wanted = count if count is not None else max(0, int(round(info.duration_s * info.sample_rate_hz)) - start)
     _check_complete(frames.shape[0], wanted, info.sample_rate_hz)
-    return frames.T, info  # (channels, samples) view of the interleaved buffer
+    return frames.T  # (channels, samples) view of the interleaved buffer
 
 
-def _decode_pyav(source: AudioSource, choose: _SpanChooser) -> tuple[np.ndarray, AudioInfo]:
+def _decode_pyav(source: AudioSource, choose: _SpanChooser) -> tuple[list[np.ndarray], AudioInfo]:
     import av  # deferred: PyAV is only needed for formats libsndfile cannot read
 
     try:
@@ -295,23 +326,26 @@ def _decode_pyav(source: AudioSource, choose: _SpanChooser) -> tuple[np.ndarray,
         if total_s < 0:
             whole = _pyav_read(container, stream, 0.0, None)
             info = AudioInfo(sample_rate_hz, channels, whole.shape[1] / sample_rate_hz, ctx.name)
-            start, count = _span_frames(choose, info)
-            return whole[:, start : None if count is None else start + count], info
+            cuts = [_span_frames(span, info) for span in choose(info)]
+            return [whole[:, start : None if count is None else start + count] for start, count in cuts], info
         info = AudioInfo(sample_rate_hz, channels, total_s, ctx.name)
-        offset_s, duration_s = choose(info)
-        if duration_s == 0:
-            return np.zeros((channels, 0), np.float32), info
-        waveform = _pyav_read(container, stream, offset_s, duration_s)
-    wanted = None if duration_s is None else int(round(duration_s * sample_rate_hz))
-    _check_complete(waveform.shape[1], wanted, sample_rate_hz)
-    return waveform, info
+        waveforms = []
+        for offset_s, duration_s in choose(info):
+            if duration_s == 0:
+                waveforms.append(np.zeros((channels, 0), np.float32))
+                continue
+            waveform = _pyav_read(container, stream, offset_s, duration_s)
+            wanted = None if duration_s is None else int(round(duration_s * sample_rate_hz))
+            _check_complete(waveform.shape[1], wanted, sample_rate_hz)
+            waveforms.append(waveform)
+    return waveforms, info
 
 
 def _pyav_read(container, stream, offset_s: float, duration_s: float | None) -> np.ndarray:
     import av
 
     sample_rate_hz = int(stream.codec_context.sample_rate)
-    if offset_s > 0 and stream.time_base is not None:
+    if stream.time_base is not None:
         container.seek(int(offset_s / stream.time_base), stream=stream)  # lands on a keyframe before
     resampler = av.AudioResampler(format="fltp")  # planar float32, native layout and rate
     chunks: list[np.ndarray] = []

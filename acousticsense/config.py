@@ -53,7 +53,7 @@ class FeatureConfig:
     A file is decoded to an excerpt of ``excerpt_s`` seconds (the whole file when shorter), downmixed
     to mono, resampled to ``sample_rate_hz``, turned into a log-mel spectrogram (dB) normalised with
     ``norm_mean_db`` / ``norm_std_db``, and cut into windows of ``window_frames`` frames that cover
-    the whole excerpt.
+    the whole excerpt. With ``segments > 1``, that many excerpts spread over the track are analysed.
     """
 
     sample_rate_hz: int = 22050
@@ -65,6 +65,7 @@ class FeatureConfig:
     window_frames: int = 224
     excerpt_s: float = 30.0
     excerpt_policy: ExcerptPolicy = "middle"
+    segments: int = 1
     min_duration_s: float = 1.0
     amin: float = 1e-10
     norm_mean_db: float = -40.0
@@ -80,6 +81,7 @@ class FeatureConfig:
         _check(self.window_frames > 0, "window_frames must be positive")
         _check(self.excerpt_s > 0, "excerpt_s must be positive")
         _check(self.excerpt_policy in ("middle", "start"), "excerpt_policy must be 'middle' or 'start'")
+        _check(self.segments >= 1, "segments must be >= 1")
         _check(0 < self.min_duration_s <= self.excerpt_s, "min_duration_s must be in (0, excerpt_s]")
         _check(self.norm_std_db > 0, "norm_std_db must be positive")
 
@@ -131,6 +133,7 @@ class PostprocessConfig:
     top_k: int = 5
     review_threshold: float = 0.7
     review_metric: Literal["entropy", "margin", "variation_ratio"] = "entropy"
+    aggregation: Literal["mean", "vote"] = "mean"
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, "temperature must be positive")
@@ -140,6 +143,7 @@ class PostprocessConfig:
             self.review_metric in ("entropy", "margin", "variation_ratio"),
             "review_metric must be 'entropy', 'margin' or 'variation_ratio'",
         )
+        _check(self.aggregation in ("mean", "vote"), "aggregation must be 'mean' or 'vote'")
 
 
 # Presets take the feature geometry (n_mels, window_frames) from the FeatureConfig they are paired with.

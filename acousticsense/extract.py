@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from acousticsense.audio import AudioSource, decode_excerpt, downmix, resample
+from acousticsense.audio import AudioSource, decode_segments, downmix, resample
 from acousticsense.config import FeatureConfig
 from acousticsense.errors import AcousticSenseError
 from acousticsense.features import LogMel, featurize
@@ -25,7 +25,9 @@ class FeaturizedAudio:
         duration_s: the whole file's duration (not the excerpt's).
         sample_rate_hz: the file's native sample rate.
         channels: the file's channel count.
-        offset_s / excerpt_s: the span that was analysed.
+        offset_s: where the (first) analysed segment starts, seconds.
+        excerpt_s: seconds analysed in all (the sum of the segments).
+        segment_windows: windows per segment, in time order; they sum to ``n_windows``.
         timings_s: seconds spent per stage (``decode``, ``resample``, ``features``).
     """
 
@@ -35,6 +37,7 @@ class FeaturizedAudio:
     channels: int
     offset_s: float
     excerpt_s: float
+    segment_windows: list[int] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -67,31 +70,32 @@ class ExcerptFeaturizer:
             StageError: with ``stage`` ``decode`` (unreadable, empty, truncated, too short) or
                 ``features``.
         """
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         try:
-            excerpt = decode_excerpt(source, self.config)
+            segments = decode_segments(source, self.config)
         except AcousticSenseError as e:
             raise StageError("decode", str(e)) from e
         except Exception as e:  # noqa: BLE001 - decoders raise many types on hostile bytes
             raise StageError("decode", f"{type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
-        mono = resample(downmix(excerpt.waveform), excerpt.info.sample_rate_hz, self.config.sample_rate_hz)
+        info = segments[0].info
+        monos = [resample(downmix(s.waveform), info.sample_rate_hz, self.config.sample_rate_hz) for s in segments]
         t2 = time.perf_counter()
         try:
-            windows = featurize(mono, self.log_mel)
+            per_segment = [featurize(mono, self.log_mel) for mono in monos]
         except Exception as e:  # noqa: BLE001
             raise StageError("features", f"{type(e).__name__}: {e}") from e
+        windows = per_segment[0] if len(per_segment) == 1 else np.concatenate(per_segment)
         if not np.isfinite(windows).all():
             raise StageError("features", "non-finite values in the spectrogram (corrupt samples?)")
         t3 = time.perf_counter()
-        timings.update(decode=t1 - t0, resample=t2 - t1, features=t3 - t2)
         return FeaturizedAudio(
             windows=windows,
-            duration_s=excerpt.info.duration_s,
-            sample_rate_hz=excerpt.info.sample_rate_hz,
-            channels=excerpt.info.channels,
-            offset_s=excerpt.offset_s,
-            excerpt_s=excerpt.duration_s,
-            timings_s=timings,
+            duration_s=info.duration_s,
+            sample_rate_hz=info.sample_rate_hz,
+            channels=info.channels,
+            offset_s=segments[0].offset_s,
+            excerpt_s=sum(s.duration_s for s in segments),
+            segment_windows=[w.shape[0] for w in per_segment],
+            timings_s={"decode": t1 - t0, "resample": t2 - t1, "features": t3 - t2},
         )

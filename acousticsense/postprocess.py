@@ -83,19 +83,35 @@ class FilePrediction:
     variation_ratio: float
     uncertainty: float
     needs_review: bool
+    segment_genres: list[str]
 
 
 def predict_file(
-    window_logits: np.ndarray, labels: Sequence[str], config: PostprocessConfig, method: str = "mean"
+    window_logits: np.ndarray,
+    labels: Sequence[str],
+    config: PostprocessConfig,
+    segment_windows: Sequence[int] | None = None,
 ) -> FilePrediction:
     """Turn one file's ``(n_windows, n_classes)`` logits into a :class:`FilePrediction`.
 
+    Args:
+        window_logits: the file's window logits, segments one after another.
+        segment_windows: windows per segment (``None``: one segment holding every window).
+
+    With ``config.aggregation == "mean"`` the file's probabilities are the mean over all windows; with
+    ``"vote"`` each segment (its windows' mean) votes for its top genre — or, for a single segment,
+    each window votes. ``segment_genres`` lists every segment's top genre, so disagreement is visible.
     ``uncertainty`` is the configured review metric scaled so that higher means less certain
     (normalised entropy, ``1 - margin``, or the variation ratio); ``needs_review`` is
     ``uncertainty > config.review_threshold``.
     """
     window_probs = softmax(window_logits, config.temperature)
-    probs = aggregate(window_probs, method)
+    bounds = np.cumsum(segment_windows)[:-1] if segment_windows else []
+    segment_probs = np.stack([aggregate(p, "mean") for p in np.split(window_probs, bounds)])
+    if config.aggregation == "vote" and len(segment_probs) > 1:
+        probs = aggregate(segment_probs, "vote")
+    else:
+        probs = aggregate(window_probs, config.aggregation)
     best = int(np.argmax(probs))
     ent, mar, var = entropy(probs), margin(probs), variation_ratio(window_probs)
     uncertainty = {"entropy": ent, "margin": 1.0 - mar, "variation_ratio": var}[config.review_metric]
@@ -109,4 +125,5 @@ def predict_file(
         variation_ratio=var,
         uncertainty=uncertainty,
         needs_review=bool(uncertainty > config.review_threshold),
+        segment_genres=[labels[int(i)] for i in segment_probs.argmax(axis=1)],
     )

@@ -21,6 +21,8 @@ OUTPUT_SCHEMA = pa.schema(
         ("margin", pa.float32()),
         ("variation_ratio", pa.float32()),
         ("needs_review", pa.bool_()),
+        ("segments", pa.int32()),
+        ("segment_genres", pa.list_(pa.string())),
         ("duration_s", pa.float64()),
         ("offset_s", pa.float64()),
         ("excerpt_s", pa.float64()),

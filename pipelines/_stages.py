@@ -51,6 +51,7 @@ FEATURES_SCHEMA = pa.schema(
         ("channels", pa.int32()),
         ("windows", pa.int32()),
         ("features", pa.large_binary()),  # float16 (windows, n_mels, window_frames), C order
+        ("segment_windows", pa.list_(pa.int32())),
         ("read_s", pa.float32()),
         ("decode_s", pa.float32()),
         ("resample_s", pa.float32()),
@@ -61,11 +62,15 @@ FEATURES_SCHEMA = pa.schema(
 SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
 
 
+_FEATURE_OVERRIDES = ("excerpt_s", "excerpt_policy", "segments", "enhance")
+_POSTPROCESS_OVERRIDES = ("top_k", "review_threshold", "aggregation")
+
+
 def job_bundle(bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]) -> ModelBundle:
     """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
     bundle = load_bundle(bundle_uri, storage_options)
-    feature_changes = {k: v for k, v in overrides.items() if k in ("excerpt_s", "excerpt_policy") and v is not None}
-    post_changes = {k: v for k, v in overrides.items() if k in ("top_k", "review_threshold") and v is not None}
+    feature_changes = {k: v for k, v in overrides.items() if k in _FEATURE_OVERRIDES and v is not None}
+    post_changes = {k: v for k, v in overrides.items() if k in _POSTPROCESS_OVERRIDES and v is not None}
     if feature_changes:
         bundle = replace(bundle, features=replace(bundle.features, **feature_changes))
     if post_changes:
@@ -120,6 +125,7 @@ class FeaturizeFiles:
             "channels": result.channels,
             "windows": result.windows.shape[0],
             "features": result.windows.tobytes(),
+            "segment_windows": result.segment_windows,
             "read_s": read_s,
             "decode_s": timings["decode"],
             "resample_s": timings["resample"],
@@ -165,7 +171,8 @@ class ClassifyWindows:
         self.window_shape = (features.n_mels, features.window_frames)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.drop_columns(["features"]).to_pylist()
+        rows = batch.drop_columns(["features", "segment_windows"]).to_pylist()
+        segment_windows = batch.column("segment_windows").to_pylist()
         blobs = batch.column("features").to_pylist()
         ok = [i for i, row in enumerate(rows) if row["status"] == "ok"]
         windows = [np.frombuffer(blobs[i], dtype=np.float16).reshape(-1, *self.window_shape) for i in ok]
@@ -182,7 +189,7 @@ class ClassifyWindows:
             if isinstance(file_logits, Exception):
                 row.update(status="error", error=f"inference failed: {file_logits}", error_stage="inference")
                 continue
-            prediction = predict_file(file_logits, labels, self.bundle.postprocess)
+            prediction = predict_file(file_logits, labels, self.bundle.postprocess, segment_windows[i])
             row.update(
                 top_genre=prediction.top_genre,
                 confidence=prediction.confidence,
@@ -193,6 +200,8 @@ class ClassifyWindows:
                 margin=prediction.margin,
                 variation_ratio=prediction.variation_ratio,
                 needs_review=prediction.needs_review,
+                segments=len(prediction.segment_genres),
+                segment_genres=prediction.segment_genres,
                 inference_s=seconds_per_window * row["windows"],
             )
         for row in rows:

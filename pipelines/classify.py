@@ -53,6 +53,8 @@ class JobOptions:
     compile: bool = False
     excerpt_s: float | None = None
     excerpt_policy: str | None = None
+    segments: int | None = None
+    aggregation: str | None = None
     top_k: int | None = None
     review_threshold: float | None = None
     overwrite: bool = False
@@ -62,6 +64,8 @@ class JobOptions:
         return {
             "excerpt_s": self.excerpt_s,
             "excerpt_policy": self.excerpt_policy,
+            "segments": self.segments,
+            "aggregation": self.aggregation,
             "top_k": self.top_k,
             "review_threshold": self.review_threshold,
         }
@@ -307,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)")
     p.add_argument("--excerpt-s", type=float, help="seconds analysed per file (default: the bundle's, 30)")
     p.add_argument("--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)")
+    p.add_argument("--segments", type=int, help="excerpts spread over each track (default: the bundle's, 1)")
+    p.add_argument("--aggregation", choices=["mean", "vote"], help="mean of windows, or a vote of segments")
     p.add_argument("--top-k", type=int, help="genres listed in top_k (default 5)")
     p.add_argument("--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)")
     p.add_argument("--overwrite", action="store_true", help="replace predictions already under --output")
@@ -330,6 +336,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         "inference_files_per_batch",
         "max_batch_windows",
         "top_k",
+        "segments",
     ):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -350,6 +357,8 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         compile=args.compile,
         excerpt_s=args.excerpt_s,
         excerpt_policy=args.excerpt_policy,
+        segments=args.segments,
+        aggregation=args.aggregation,
         top_k=args.top_k,
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,

@@ -239,3 +239,22 @@ def test_resume_skips_finished_files_and_recomputes_for_a_new_feature_config(loc
     assert changed.files == first.files and changed.skipped_existing == 0
     table = pq.read_table(output, columns=["path", "feature_hash"])
     assert len(set(table.column("feature_hash").to_pylist())) == 2
+
+
+def test_segments_and_vote_reach_the_output(local_ray, corpus, tiny_bundle, tmp_path):
+    from pipelines.classify import JobOptions, run_classification
+
+    options = JobOptions(
+        inputs=[str(corpus / "long stereo.wav"), str(corpus / "pcm.wav")],
+        output=str(tmp_path / "segments"),
+        model=tiny_bundle,
+        segments=3,
+        aggregation="vote",
+    )
+    run_classification(options, progress=False)
+    rows = {Path(r["path"]).name: r for r in pq.read_table(tmp_path / "segments").to_pylist()}
+    long, short = rows["long stereo.wav"], rows["pcm.wav"]
+    assert long["segments"] == 3 and len(long["segment_genres"]) == 3  # 40 s holds three 10 s excerpts
+    assert long["excerpt_s"] == pytest.approx(30.0, abs=0.01)
+    assert short["segments"] == 1 and short["segment_genres"] == [short["top_genre"]]
+    assert long["feature_hash"] != load_bundle(tiny_bundle).feature_hash  # segments change the features
