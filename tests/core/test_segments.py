@@ -9,7 +9,7 @@ from tests.conftest import write_audio
 @pytest.mark.parametrize(
     ("total_s", "segments", "expected"),
     [
-        (300.0, 3, [(30.0, 30.0), (130.0, 30.0), (230.0, 30.0)]),  # evenly spread, equal room around each
+        (300.0, 3, [(35.0, 30.0), (135.0, 30.0), (235.0, 30.0)]),  # evenly spread, equal room around each
         (90.0, 3, [(0.0, 30.0), (30.0, 30.0), (60.0, 30.0)]),  # exactly three fit: back to back
         (70.0, 3, [(2.5, 30.0), (37.5, 30.0)]),  # only two fit, none overlap
         (20.0, 3, [(0.0, 20.0)]),  # shorter than one excerpt: the whole file once
