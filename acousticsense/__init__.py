@@ -16,7 +16,7 @@ from acousticsense.audio import (
     read_excerpt,
     resample,
 )
-from acousticsense.bundle import BUNDLE_FORMAT, ModelBundle, default_bundle_uri, load_bundle, save_bundle
+from acousticsense.bundle import BUNDLE_FORMAT, ModelBundle, default_bundle_uri, load_bundle, save_bundle, write_bundle
 from acousticsense.config import GENRES, MODEL_PRESETS, FeatureConfig, ModelConfig, PostprocessConfig
 from acousticsense.errors import AcousticSenseError, AudioDecodeError, BundleError, ConfigError
 from acousticsense.features import LogMel, featurize, frame_windows, log_mel, mel_filterbank
@@ -70,4 +70,5 @@ __all__ = [
     "select_device",
     "softmax",
     "top_k",
+    "write_bundle",
 ]

@@ -22,7 +22,7 @@ from acousticsense.errors import BundleError, ConfigError
 from acousticsense.model import WindowClassifier
 from acousticsense.storage import filesystem, join_uri
 
-__all__ = ["BUNDLE_FORMAT", "ModelBundle", "save_bundle", "load_bundle", "default_bundle_uri"]
+__all__ = ["BUNDLE_FORMAT", "ModelBundle", "save_bundle", "write_bundle", "load_bundle", "default_bundle_uri"]
 
 BUNDLE_FORMAT = 1
 _WEIGHTS = "model.safetensors"
@@ -113,10 +113,15 @@ def save_bundle(
         provenance=dict(provenance or {}),
         state_dict=state,
     )
+    return write_bundle(uri, bundle, storage_options)
+
+
+def write_bundle(uri: str, bundle: ModelBundle, storage_options: Mapping[str, Any] | None = None) -> ModelBundle:
+    """Write an in-memory bundle (e.g. one with a refitted temperature) as a bundle folder at ``uri``."""
     fs, root = filesystem(uri, storage_options)
     fs.makedirs(root, exist_ok=True)
     with fs.open(join_uri(root, _WEIGHTS), "wb") as f:
-        f.write(save_safetensors(state, metadata={"version": version}))
+        f.write(save_safetensors(bundle.state_dict, metadata={"version": bundle.version}))
     # The manifest goes last: a folder with bundle.json is a complete bundle.
     with fs.open(join_uri(root, _MANIFEST), "w") as f:
         json.dump(bundle.manifest(), f, indent=2, sort_keys=True)

@@ -40,5 +40,8 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
+# Only for evaluation jobs that refit the temperature: the raw logits of every window of the file.
+WINDOW_LOGITS_FIELD = pa.field("window_logits", pa.list_(pa.list_(pa.float32())))
+
 # Per-file seconds by stage, in pipeline order; "write" is measured per Parquet shard.
 STAGES = ("read", "decode", "resample", "features", "inference", "write")

@@ -34,7 +34,7 @@ from acousticsense.extract import ExcerptFeaturizer, StageError
 from acousticsense.inference import predict_many
 from acousticsense.storage import filesystem, is_remote
 from pipelines._metrics import metrics, observe_stages
-from pipelines._schema import OUTPUT_SCHEMA
+from pipelines._schema import OUTPUT_SCHEMA, WINDOW_LOGITS_FIELD
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,9 @@ class ClassifyWindows:
         compile: bool = False,
         max_batch_windows: int = 256,
         torch_threads: int = 1,
+        keep_window_logits: bool = False,
     ) -> None:
+        self.schema = OUTPUT_SCHEMA.append(WINDOW_LOGITS_FIELD) if keep_window_logits else OUTPUT_SCHEMA
         torch.set_num_threads(max(1, torch_threads))
         if ray.get_gpu_ids() and not torch.cuda.is_available():
             logger.warning("this actor holds a GPU but torch sees no CUDA device; inference runs on the CPU")
@@ -204,10 +206,12 @@ class ClassifyWindows:
                 segment_genres=prediction.segment_genres,
                 inference_s=seconds_per_window * row["windows"],
             )
+            if "window_logits" in self.schema.names:
+                row["window_logits"] = file_logits.tolist()
         for row in rows:
             row.update(model_version=self.bundle.version, feature_hash=self.feature_hash, processed_at=now)
         self._record(rows, sum(w.shape[0] for w in windows))
-        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+        return pa.Table.from_pylist(rows, schema=self.schema)
 
     @staticmethod
     def _record(rows: list[dict[str, Any]], n_windows: int) -> None:

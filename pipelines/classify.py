@@ -59,6 +59,7 @@ class JobOptions:
     review_threshold: float | None = None
     overwrite: bool = False
     resume: bool = False
+    keep_window_logits: bool = False  # evaluation only: adds a window_logits column
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -195,6 +196,7 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
             compile=options.compile,
             max_batch_windows=plan.max_batch_windows,
             torch_threads=max(1, int(plan.cpus_per_accelerator_actor)),
+            keep_window_logits=options.keep_window_logits,
         ),
         batch_size=plan.inference_files_per_batch,
         batch_format="pyarrow",
