@@ -13,7 +13,28 @@ from acousticsense.config import FeatureConfig
 from acousticsense.errors import AcousticSenseError
 from acousticsense.features import LogMel, featurize
 
-__all__ = ["FeaturizedAudio", "StageError", "ExcerptFeaturizer"]
+__all__ = ["PreparedAudio", "FeaturizedAudio", "StageError", "ExcerptFeaturizer", "segment_windows"]
+
+
+@dataclass
+class PreparedAudio:
+    """Mono excerpts at the model's rate, before features (what crosses to the accelerator with
+    ``--features-on accelerator``).
+
+    Attributes:
+        segments: one float32 ``(samples,)`` array per analysed segment, at ``config.sample_rate_hz``.
+        duration_s / sample_rate_hz / channels: of the whole file, as its header says.
+        offset_s: where the first segment starts, seconds. excerpt_s: seconds analysed in all.
+        timings_s: seconds spent per stage (``decode``, ``resample``).
+    """
+
+    segments: list[np.ndarray]
+    duration_s: float
+    sample_rate_hz: int
+    channels: int
+    offset_s: float
+    excerpt_s: float
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -21,13 +42,9 @@ class FeaturizedAudio:
     """Model windows for one file and what was learned about it on the way.
 
     Attributes:
-        windows: float16 ``(n_windows, n_mels, window_frames)``, normalised log-mel.
-        duration_s: the whole file's duration (not the excerpt's).
-        sample_rate_hz: the file's native sample rate.
-        channels: the file's channel count.
-        offset_s: where the (first) analysed segment starts, seconds.
-        excerpt_s: seconds analysed in all (the sum of the segments).
+        windows: float16 ``(n_windows, n_mels, window_frames)``, normalised log-mel, segments one after another.
         segment_windows: windows per segment, in time order; they sum to ``n_windows``.
+        duration_s / sample_rate_hz / channels / offset_s / excerpt_s: as in :class:`PreparedAudio`.
         timings_s: seconds spent per stage (``decode``, ``resample``, ``features``).
     """
 
@@ -49,6 +66,25 @@ class StageError(AcousticSenseError):
         self.stage = stage
 
 
+def segment_windows(segments: list[np.ndarray] | list[torch.Tensor], log_mel: LogMel) -> tuple[np.ndarray, list[int]]:
+    """Log-mel windows of every segment, concatenated, on ``log_mel``'s device.
+
+    Returns:
+        float16 ``(n_windows, n_mels, window_frames)`` on the CPU and the windows per segment.
+
+    Raises:
+        StageError: ``features`` stage, e.g. non-finite values from corrupt samples.
+    """
+    try:
+        per_segment = [featurize(segment, log_mel) for segment in segments]
+    except Exception as e:  # noqa: BLE001
+        raise StageError("features", f"{type(e).__name__}: {e}") from e
+    windows = per_segment[0] if len(per_segment) == 1 else np.concatenate(per_segment)
+    if not np.isfinite(windows).all():
+        raise StageError("features", "non-finite values in the spectrogram (corrupt samples?)")
+    return windows, [w.shape[0] for w in per_segment]
+
+
 class ExcerptFeaturizer:
     """Decode -> downmix -> resample -> log-mel -> windows, for one file at a time.
 
@@ -63,39 +99,49 @@ class ExcerptFeaturizer:
         self.config = config
         self.log_mel = LogMel(config)
 
-    def __call__(self, source: AudioSource) -> FeaturizedAudio:
-        """Featurize one file.
+    def prepare(self, source: AudioSource) -> PreparedAudio:
+        """Decode the configured segments and bring them to mono at the model's rate.
 
         Raises:
-            StageError: with ``stage`` ``decode`` (unreadable, empty, truncated, too short) or
-                ``features``.
+            StageError: ``decode`` stage (unreadable, empty, truncated, too short).
         """
         t0 = time.perf_counter()
         try:
-            segments = decode_segments(source, self.config)
+            decoded = decode_segments(source, self.config)
         except AcousticSenseError as e:
             raise StageError("decode", str(e)) from e
         except Exception as e:  # noqa: BLE001 - decoders raise many types on hostile bytes
             raise StageError("decode", f"{type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
-        info = segments[0].info
-        monos = [resample(downmix(s.waveform), info.sample_rate_hz, self.config.sample_rate_hz) for s in segments]
+        info = decoded[0].info
+        monos = [resample(downmix(s.waveform), info.sample_rate_hz, self.config.sample_rate_hz) for s in decoded]
         t2 = time.perf_counter()
-        try:
-            per_segment = [featurize(mono, self.log_mel) for mono in monos]
-        except Exception as e:  # noqa: BLE001
-            raise StageError("features", f"{type(e).__name__}: {e}") from e
-        windows = per_segment[0] if len(per_segment) == 1 else np.concatenate(per_segment)
-        if not np.isfinite(windows).all():
-            raise StageError("features", "non-finite values in the spectrogram (corrupt samples?)")
-        t3 = time.perf_counter()
-        return FeaturizedAudio(
-            windows=windows,
+        return PreparedAudio(
+            segments=monos,
             duration_s=info.duration_s,
             sample_rate_hz=info.sample_rate_hz,
             channels=info.channels,
-            offset_s=segments[0].offset_s,
-            excerpt_s=sum(s.duration_s for s in segments),
-            segment_windows=[w.shape[0] for w in per_segment],
-            timings_s={"decode": t1 - t0, "resample": t2 - t1, "features": t3 - t2},
+            offset_s=decoded[0].offset_s,
+            excerpt_s=sum(s.duration_s for s in decoded),
+            timings_s={"decode": t1 - t0, "resample": t2 - t1},
+        )
+
+    def __call__(self, source: AudioSource) -> FeaturizedAudio:
+        """Featurize one file.
+
+        Raises:
+            StageError: with ``stage`` ``decode`` (unreadable, empty, truncated, too short) or ``features``.
+        """
+        prepared = self.prepare(source)
+        t0 = time.perf_counter()
+        windows, per_segment = segment_windows(prepared.segments, self.log_mel)
+        return FeaturizedAudio(
+            windows=windows,
+            duration_s=prepared.duration_s,
+            sample_rate_hz=prepared.sample_rate_hz,
+            channels=prepared.channels,
+            offset_s=prepared.offset_s,
+            excerpt_s=prepared.excerpt_s,
+            segment_windows=per_segment,
+            timings_s={**prepared.timings_s, "features": time.perf_counter() - t0},
         )

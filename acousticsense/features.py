@@ -124,8 +124,8 @@ def frame_windows(features: Tensor, window_frames: int) -> Tensor:
     return torch.stack([features[:, s : s + window_frames] for s in starts])
 
 
-def featurize(waveform: np.ndarray, extractor: LogMel) -> np.ndarray:
-    """Mono waveform at the config rate -> model windows.
+def featurize(waveform: np.ndarray | Tensor, extractor: LogMel) -> np.ndarray:
+    """Mono waveform at the config rate -> model windows, computed on ``extractor``'s device.
 
     Args:
         waveform: float32 ``(samples,)`` at ``extractor.config.sample_rate_hz``.
@@ -135,6 +135,7 @@ def featurize(waveform: np.ndarray, extractor: LogMel) -> np.ndarray:
         crosses the object store; the values are O(1), well inside float16's precision).
     """
     with torch.inference_mode():
-        features = extractor(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)))
+        tensor = waveform if isinstance(waveform, Tensor) else torch.from_numpy(np.ascontiguousarray(waveform))
+        features = extractor(tensor.to(extractor.window.device, torch.float32))
         windows = frame_windows(features, extractor.config.window_frames)
-        return windows.to(torch.float16).numpy()
+        return windows.to(torch.float16).cpu().numpy()

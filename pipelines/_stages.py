@@ -23,6 +23,7 @@ import torch
 
 from acousticsense import (
     AcousticSenseError,
+    LogMel,
     ModelBundle,
     WindowPredictor,
     join_uri,
@@ -30,7 +31,8 @@ from acousticsense import (
     open_binary,
     predict_file,
 )
-from acousticsense.extract import ExcerptFeaturizer, StageError
+from acousticsense.cache import SpectrogramCache
+from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, PreparedAudio, StageError, segment_windows
 from acousticsense.inference import predict_many
 from acousticsense.storage import filesystem, is_remote
 from pipelines._metrics import metrics, observe_stages
@@ -52,6 +54,9 @@ FEATURES_SCHEMA = pa.schema(
         ("windows", pa.int32()),
         ("features", pa.large_binary()),  # float16 (windows, n_mels, window_frames), C order
         ("segment_windows", pa.list_(pa.int32())),
+        ("waveform", pa.large_binary()),  # features_on="accelerator": float32 mono segments, concatenated
+        ("segment_samples", pa.list_(pa.int64())),
+        ("cache_hit", pa.bool_()),
         ("read_s", pa.float32()),
         ("decode_s", pa.float32()),
         ("resample_s", pa.float32()),
@@ -62,6 +67,7 @@ FEATURES_SCHEMA = pa.schema(
 SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
 
 
+_PAYLOAD_COLUMNS = ("features", "segment_windows", "waveform", "segment_samples", "cache_hit")
 _FEATURE_OVERRIDES = ("excerpt_s", "excerpt_policy", "segments", "enhance")
 _POSTPROCESS_OVERRIDES = ("top_k", "review_threshold", "aggregation")
 
@@ -79,15 +85,27 @@ def job_bundle(bundle_uri: str | None, storage_options: Mapping[str, Any], overr
 
 
 class FeaturizeFiles:
-    """CPU stage: path -> float16 model windows (or an error row)."""
+    """CPU stage: path -> float16 model windows (or an error row).
+
+    With ``features_on="accelerator"`` it stops after resampling and ships the mono excerpts instead,
+    for the accelerator stage to turn into windows. With a ``cache_uri``, windows of unchanged files are
+    read from the spectrogram cache instead of being computed.
+    """
 
     def __init__(
-        self, bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]
+        self,
+        bundle_uri: str | None,
+        storage_options: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+        features_on: str = "cpu",
+        cache_uri: str | None = None,
     ) -> None:
         self.storage_options = dict(storage_options)
         self.bundle = job_bundle(bundle_uri, storage_options, overrides)
+        self.features_on = features_on
         # One thread: the pool already has one actor per core.
         self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1)
+        self.cache = SpectrogramCache(cache_uri, self.bundle.feature_hash, storage_options) if cache_uri else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [
@@ -108,29 +126,61 @@ class FeaturizeFiles:
         except Exception as e:  # noqa: BLE001 - any storage failure is this file's read error
             return row | {"error": f"cannot read {path!r}: {type(e).__name__}: {e}", "error_stage": "read"}
         read_s = time.perf_counter() - t0
+        key, cached = self._cached(path)
         try:
-            result = self.featurize(source)
+            if cached is not None:
+                result: FeaturizedAudio | PreparedAudio = cached
+            elif self.features_on == "accelerator":
+                result = self.featurize.prepare(source)
+            else:
+                result = self.featurize(source)
         except StageError as e:
             return row | {"error": str(e), "error_stage": e.stage, "read_s": read_s}
         finally:
             if not isinstance(source, str):
                 source.close()
+        if key is not None and cached is None and isinstance(result, FeaturizedAudio):
+            self._store(key, result)
         timings = result.timings_s
-        return row | {
+        row |= {
             "status": "ok",
             "duration_s": result.duration_s,
             "offset_s": result.offset_s,
             "excerpt_s": result.excerpt_s,
             "sample_rate": result.sample_rate_hz,
             "channels": result.channels,
+            "cache_hit": cached is not None,
+            "read_s": read_s,
+            "decode_s": timings.get("decode", 0.0),
+            "resample_s": timings.get("resample", 0.0),
+            "features_s": timings.get("features", 0.0),
+        }
+        if isinstance(result, PreparedAudio):
+            return row | {
+                "waveform": b"".join(np.ascontiguousarray(w, dtype=np.float32).tobytes() for w in result.segments),
+                "segment_samples": [len(w) for w in result.segments],
+            }
+        return row | {
             "windows": result.windows.shape[0],
             "features": result.windows.tobytes(),
             "segment_windows": result.segment_windows,
-            "read_s": read_s,
-            "decode_s": timings["decode"],
-            "resample_s": timings["resample"],
-            "features_s": timings["features"],
         }
+
+    def _cached(self, path: str) -> tuple[str | None, FeaturizedAudio | None]:
+        if self.cache is None:
+            return None, None
+        try:
+            key = self.cache.key(path)
+        except Exception as e:  # noqa: BLE001 - a cache problem must never fail the file
+            logger.warning("spectrogram cache: no key for %s: %s", path, e)
+            return None, None
+        return key, self.cache.get(key)
+
+    def _store(self, key: str, result: FeaturizedAudio) -> None:
+        try:
+            self.cache.put(key, result)  # type: ignore[union-attr]
+        except Exception as e:  # noqa: BLE001
+            logger.warning("spectrogram cache: cannot store %s: %s", key, e)
 
     def _open(self, path: str) -> Any:
         if is_remote(path):
@@ -171,13 +221,32 @@ class ClassifyWindows:
         self.feature_hash = self.bundle.feature_hash
         features = self.bundle.features
         self.window_shape = (features.n_mels, features.window_frames)
+        # Built here whatever the placement: rows from the CPU stage may carry waveforms (--features-on
+        # accelerator) and cached windows side by side.
+        self.log_mel = LogMel(features).to(self.predictor.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.drop_columns(["features", "segment_windows"]).to_pylist()
-        segment_windows = batch.column("segment_windows").to_pylist()
-        blobs = batch.column("features").to_pylist()
-        ok = [i for i, row in enumerate(rows) if row["status"] == "ok"]
-        windows = [np.frombuffer(blobs[i], dtype=np.float16).reshape(-1, *self.window_shape) for i in ok]
+        payload = [c for c in FEATURES_SCHEMA.names if c in _PAYLOAD_COLUMNS]
+        rows = batch.drop_columns(payload).to_pylist()
+        columns = {name: batch.column(name).to_pylist() for name in payload}
+        segment_windows = columns["segment_windows"]
+        ok: list[int] = []
+        windows: list[np.ndarray] = []
+        for i, row in enumerate(rows):
+            if row["status"] != "ok":
+                continue
+            if columns["features"][i] is not None:
+                file_windows = np.frombuffer(columns["features"][i], dtype=np.float16).reshape(-1, *self.window_shape)
+            else:
+                try:
+                    file_windows, segment_windows[i] = self._featurize_here(
+                        columns["waveform"][i], columns["segment_samples"][i], row
+                    )
+                except StageError as e:
+                    row.update(status="error", error=str(e), error_stage=e.stage)
+                    continue
+            ok.append(i)
+            windows.append(file_windows)
         t0 = time.perf_counter()
         try:
             logits = predict_many(self.predictor, windows)
@@ -225,6 +294,15 @@ class ClassifyWindows:
                 m["audio_seconds"].inc(row["duration_s"])
                 m["windows"].inc(row["windows"])
                 observe_stages({"inference": row["inference_s"]})
+
+    def _featurize_here(self, waveform: bytes, samples: list[int], row: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
+        """STFT + mel on this actor's device for a file whose CPU stage stopped after resampling."""
+        t0 = time.perf_counter()
+        mono = torch.from_numpy(np.frombuffer(waveform, dtype=np.float32).copy())
+        segments = list(torch.split(mono, samples))
+        file_windows, per_segment = segment_windows(segments, self.log_mel)
+        row.update(windows=file_windows.shape[0], features_s=time.perf_counter() - t0)
+        return file_windows, per_segment
 
     def _predict_alone(self, windows: np.ndarray) -> np.ndarray | Exception:
         try:

@@ -60,6 +60,8 @@ class JobOptions:
     overwrite: bool = False
     resume: bool = False
     keep_window_logits: bool = False  # evaluation only: adds a window_logits column
+    features_on: str = "cpu"  # or "accelerator": STFT + mel in the inference stage
+    cache: str | None = None  # spectrogram cache URI
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -75,12 +77,16 @@ class JobOptions:
 @dataclass(frozen=True)
 class _Plan:
     cpu_actors: int
+    cpus_per_featurize_actor: float
     accelerator_actors: int
     gpus_per_actor: float
     cpus_per_accelerator_actor: float
     inference_files_per_batch: int
     max_batch_windows: int
     device: str
+
+
+_INFERENCE_CPU_SHARE = 0.2
 
 
 def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan:
@@ -98,6 +104,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         # advertises a GPU without CUDA (or a test's fake GPU) runs on its CPU instead of failing.
         return _Plan(
             cpu_actors=options.cpu_actors or cpus,
+            cpus_per_featurize_actor=1.0,
             accelerator_actors=options.accelerator_actors or gpus,
             gpus_per_actor=1.0,
             cpus_per_accelerator_actor=0.0,
@@ -105,13 +112,18 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
             max_batch_windows=options.max_batch_windows or 512,
             device=options.device,
         )
+    # CPU only: every core featurizes, and inference takes a share of the cores sized to its cost
+    # (a fifth: the tiny model's forward is ~a quarter of featurizing a 44.1 kHz stereo excerpt).
+    # Whole cores (cpus - accelerator featurizers) would leave most of the inference core idle.
     accelerator = options.accelerator_actors or max(1, round(cpus / 5))
-    cpu_actors = options.cpu_actors or max(1, cpus - accelerator)
+    cpu_actors = options.cpu_actors or cpus
+    inference_share = _INFERENCE_CPU_SHARE * cpus
     return _Plan(
         cpu_actors=cpu_actors,
+        cpus_per_featurize_actor=(cpus - inference_share) / cpu_actors,
         accelerator_actors=accelerator,
         gpus_per_actor=0.0,
-        cpus_per_accelerator_actor=1.0,
+        cpus_per_accelerator_actor=inference_share / accelerator,
         inference_files_per_batch=options.inference_files_per_batch or 16,
         max_batch_windows=options.max_batch_windows or 128,
         device="cpu" if options.device == "auto" else options.device,
@@ -182,10 +194,11 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
     ds = ds.map_batches(
         FeaturizeFiles,
         fn_constructor_args=stage_args,
+        fn_constructor_kwargs=dict(features_on=options.features_on, cache_uri=options.cache),
         batch_size=options.files_per_batch,
         batch_format="pyarrow",
         compute=ActorPoolStrategy(min_size=plan.cpu_actors, max_size=plan.cpu_actors),
-        num_cpus=1,
+        num_cpus=plan.cpus_per_featurize_actor,
     )
     ds = ds.map_batches(
         ClassifyWindows,
@@ -310,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
+    p.add_argument(
+        "--features-on",
+        default="cpu",
+        choices=["cpu", "accelerator"],
+        help="where STFT + mel run: CPU actors (default), or the inference actors (CPU actors then only decode)",
+    )
+    p.add_argument("--cache", metavar="URI", help="spectrogram cache (folder or URI): unchanged files skip features")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)")
     p.add_argument("--excerpt-s", type=float, help="seconds analysed per file (default: the bundle's, 30)")
     p.add_argument("--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)")
@@ -365,6 +385,8 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,
         resume=args.resume,
+        features_on=args.features_on,
+        cache=args.cache,
     )
 
 

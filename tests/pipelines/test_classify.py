@@ -258,3 +258,32 @@ def test_segments_and_vote_reach_the_output(local_ray, corpus, tiny_bundle, tmp_
     assert long["excerpt_s"] == pytest.approx(30.0, abs=0.01)
     assert short["segments"] == 1 and short["segment_genres"] == [short["top_genre"]]
     assert long["feature_hash"] != load_bundle(tiny_bundle).feature_hash  # segments change the features
+
+
+def test_features_on_accelerator_and_the_spectrogram_cache_give_the_same_predictions(
+    local_ray, job, corpus, tiny_bundle, tmp_path
+):
+    from pipelines.classify import JobOptions, run_classification
+
+    _, reference, _ = job
+    names = ["pcm.wav", "long stereo.wav", "low/mpeg.mp3", "empty.wav"]
+    inputs = [str(corpus / n) for n in names]
+    cache = tmp_path / "cache"
+
+    def run(tag: str, **extra) -> dict:
+        options = JobOptions(inputs=inputs, output=str(tmp_path / tag), model=tiny_bundle, **extra)
+        run_classification(options, progress=False)
+        return {Path(r["path"]).relative_to(corpus).as_posix(): r for r in pq.read_table(tmp_path / tag).to_pylist()}
+
+    on_accelerator = run("accelerator", features_on="accelerator")
+    cold = run("cold", cache=str(cache))
+    warm = run("warm", cache=str(cache))
+    assert len(list(cache.rglob("*.npz"))) == 3  # the three good files; nothing for the bad one
+    for name in names:
+        for rows in (on_accelerator, cold, warm):
+            assert rows[name]["status"] == reference[name]["status"]
+            if reference[name]["status"] == "ok":
+                np.testing.assert_allclose(rows[name]["probabilities"], reference[name]["probabilities"], atol=1e-5)
+                assert rows[name]["windows"] == reference[name]["windows"]
+    assert on_accelerator["pcm.wav"]["features_s"] > 0
+    assert all(warm[n]["decode_s"] == 0 for n in names[:3]) and all(cold[n]["decode_s"] > 0 for n in names[:3])
