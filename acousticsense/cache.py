@@ -68,7 +68,12 @@ class SpectrogramCache:
             with self.fs.open(path, "rb") as f:
                 data = np.load(io.BytesIO(f.read()), allow_pickle=False)
                 meta = json.loads(str(data["meta"]))
-                return FeaturizedAudio(windows=data["windows"], **meta)
+                weights = meta.pop("class_weights", None)
+                return FeaturizedAudio(
+                    windows=data["windows"],
+                    class_weights=None if weights is None else np.asarray(weights, np.float32),
+                    **meta,
+                )
         except (FileNotFoundError, KeyError, ValueError, OSError):
             return None
 
@@ -82,6 +87,7 @@ class SpectrogramCache:
             "excerpt_s": audio.excerpt_s,
             "segment_windows": list(audio.segment_windows),
             "timings_s": {},
+            "class_weights": None if audio.class_weights is None else audio.class_weights.tolist(),
         }
         buffer = io.BytesIO()
         np.savez(buffer, windows=audio.windows, meta=np.array(json.dumps(meta)))

@@ -44,6 +44,7 @@ GENRES: tuple[str, ...] = (
 )
 
 ExcerptPolicy = Literal["middle", "start"]
+Enhancement = Literal["none", "denoise", "compress", "both"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class FeatureConfig:
     to mono, resampled to ``sample_rate_hz``, turned into a log-mel spectrogram (dB) normalised with
     ``norm_mean_db`` / ``norm_std_db``, and cut into windows of ``window_frames`` frames that cover
     the whole excerpt. With ``segments > 1``, that many excerpts spread over the track are analysed.
+    ``enhance`` adds dynamic range compression (on the waveform) and/or spectral subtraction (on the
+    power spectrogram); ``rules`` computes music descriptors that reweight classes (heuristics, off by
+    default: see ``acousticsense.rules``).
     """
 
     sample_rate_hz: int = 22050
@@ -66,6 +70,8 @@ class FeatureConfig:
     excerpt_s: float = 30.0
     excerpt_policy: ExcerptPolicy = "middle"
     segments: int = 1
+    enhance: Enhancement = "none"
+    rules: bool = False
     min_duration_s: float = 1.0
     amin: float = 1e-10
     norm_mean_db: float = -40.0
@@ -82,6 +88,7 @@ class FeatureConfig:
         _check(self.excerpt_s > 0, "excerpt_s must be positive")
         _check(self.excerpt_policy in ("middle", "start"), "excerpt_policy must be 'middle' or 'start'")
         _check(self.segments >= 1, "segments must be >= 1")
+        _check(self.enhance in ("none", "denoise", "compress", "both"), "enhance must be none/denoise/compress/both")
         _check(0 < self.min_duration_s <= self.excerpt_s, "min_duration_s must be in (0, excerpt_s]")
         _check(self.norm_std_db > 0, "norm_std_db must be positive")
 

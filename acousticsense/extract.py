@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 
 from acousticsense.audio import AudioSource, decode_segments, downmix, resample
 from acousticsense.config import FeatureConfig
-from acousticsense.errors import AcousticSenseError
+from acousticsense.enhance import compress_dynamic_range
+from acousticsense.errors import AcousticSenseError, ConfigError
 from acousticsense.features import LogMel, featurize
 
 __all__ = ["PreparedAudio", "FeaturizedAudio", "StageError", "ExcerptFeaturizer", "segment_windows"]
@@ -26,6 +28,7 @@ class PreparedAudio:
         duration_s / sample_rate_hz / channels: of the whole file, as its header says.
         offset_s: where the first segment starts, seconds. excerpt_s: seconds analysed in all.
         timings_s: seconds spent per stage (``decode``, ``resample``).
+        class_weights: the rule layer's float32 ``(n_classes,)`` multipliers (``config.rules`` only).
     """
 
     segments: list[np.ndarray]
@@ -35,6 +38,7 @@ class PreparedAudio:
     offset_s: float
     excerpt_s: float
     timings_s: dict[str, float] = field(default_factory=dict)
+    class_weights: np.ndarray | None = None
 
 
 @dataclass
@@ -56,6 +60,7 @@ class FeaturizedAudio:
     excerpt_s: float
     segment_windows: list[int] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    class_weights: np.ndarray | None = None  # rule layer's (n_classes,) multipliers, when rules are on
 
 
 class StageError(AcousticSenseError):
@@ -91,13 +96,23 @@ class ExcerptFeaturizer:
     Args:
         config: the bundle's feature config.
         torch_threads: intra-op threads for the STFT; 1 on a CPU actor that shares the host with others.
+        labels: the bundle's labels; needed only when ``config.rules`` is on.
     """
 
-    def __init__(self, config: FeatureConfig, torch_threads: int | None = None) -> None:
+    def __init__(
+        self, config: FeatureConfig, torch_threads: int | None = None, labels: Sequence[str] | None = None
+    ) -> None:
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self.config = config
         self.log_mel = LogMel(config)
+        self.labels = tuple(labels or ())
+        if config.rules:
+            if not self.labels:
+                raise ConfigError("the rule layer needs the bundle's labels: pass labels=bundle.labels")
+            from acousticsense.rules import describe  # librosa: imported only when rules are on
+
+            describe(np.zeros(config.sample_rate_hz, np.float32), config.sample_rate_hz)  # JIT once, up front
 
     def prepare(self, source: AudioSource) -> PreparedAudio:
         """Decode the configured segments and bring them to mono at the model's rate.
@@ -114,9 +129,13 @@ class ExcerptFeaturizer:
             raise StageError("decode", f"{type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
         info = decoded[0].info
-        monos = [resample(downmix(s.waveform), info.sample_rate_hz, self.config.sample_rate_hz) for s in decoded]
+        rate = self.config.sample_rate_hz
+        monos = [resample(downmix(s.waveform), info.sample_rate_hz, rate) for s in decoded]
+        if self.config.enhance in ("compress", "both"):
+            monos = [compress_dynamic_range(m, rate) for m in monos]
         t2 = time.perf_counter()
         return PreparedAudio(
+            class_weights=self._class_weights(monos),
             segments=monos,
             duration_s=info.duration_s,
             sample_rate_hz=info.sample_rate_hz,
@@ -125,6 +144,14 @@ class ExcerptFeaturizer:
             excerpt_s=sum(s.duration_s for s in decoded),
             timings_s={"decode": t1 - t0, "resample": t2 - t1},
         )
+
+    def _class_weights(self, monos: list[np.ndarray]) -> np.ndarray | None:
+        if not self.config.rules:
+            return None
+        from acousticsense.rules import describe, rule_weights
+
+        descriptors = describe(np.concatenate(monos), self.config.sample_rate_hz)
+        return rule_weights(descriptors, self.labels).astype(np.float32)
 
     def __call__(self, source: AudioSource) -> FeaturizedAudio:
         """Featurize one file.
@@ -144,4 +171,5 @@ class ExcerptFeaturizer:
             excerpt_s=prepared.excerpt_s,
             segment_windows=per_segment,
             timings_s={**prepared.timings_s, "features": time.perf_counter() - t0},
+            class_weights=prepared.class_weights,
         )

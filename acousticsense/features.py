@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from acousticsense.config import FeatureConfig
+from acousticsense.enhance import spectral_subtraction
 
 __all__ = ["mel_filterbank", "LogMel", "log_mel", "frame_windows", "n_frames", "featurize"]
 
@@ -86,6 +87,8 @@ class LogMel(nn.Module):
             return_complex=True,
         )
         power = spec.real.square() + spec.imag.square()  # avoids abs()'s sqrt followed by a square
+        if cfg.enhance in ("denoise", "both"):
+            power = spectral_subtraction(power)
         mel = torch.matmul(self.filterbank, power)
         db = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin))
         if self.normalize:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from acousticsense.config import PostprocessConfig
+from acousticsense.rules import apply_rules
 
 __all__ = [
     "softmax",
@@ -91,12 +92,15 @@ def predict_file(
     labels: Sequence[str],
     config: PostprocessConfig,
     segment_windows: Sequence[int] | None = None,
+    class_weights: np.ndarray | None = None,
 ) -> FilePrediction:
     """Turn one file's ``(n_windows, n_classes)`` logits into a :class:`FilePrediction`.
 
     Args:
         window_logits: the file's window logits, segments one after another.
         segment_windows: windows per segment (``None``: one segment holding every window).
+        class_weights: the rule layer's ``(n_classes,)`` multipliers, applied to the file's probabilities
+            before top-k and uncertainty (``None``: rules off).
 
     With ``config.aggregation == "mean"`` the file's probabilities are the mean over all windows; with
     ``"vote"`` each segment (its windows' mean) votes for its top genre — or, for a single segment,
@@ -112,6 +116,8 @@ def predict_file(
         probs = aggregate(segment_probs, "vote")
     else:
         probs = aggregate(window_probs, config.aggregation)
+    if class_weights is not None:
+        probs = apply_rules(probs, class_weights)
     best = int(np.argmax(probs))
     ent, mar, var = entropy(probs), margin(probs), variation_ratio(window_probs)
     uncertainty = {"entropy": ent, "margin": 1.0 - mar, "variation_ratio": var}[config.review_metric]

@@ -57,6 +57,7 @@ FEATURES_SCHEMA = pa.schema(
         ("waveform", pa.large_binary()),  # features_on="accelerator": float32 mono segments, concatenated
         ("segment_samples", pa.list_(pa.int64())),
         ("cache_hit", pa.bool_()),
+        ("class_weights", pa.list_(pa.float32())),  # rule layer multipliers, when rules are on
         ("read_s", pa.float32()),
         ("decode_s", pa.float32()),
         ("resample_s", pa.float32()),
@@ -67,8 +68,8 @@ FEATURES_SCHEMA = pa.schema(
 SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
 
 
-_PAYLOAD_COLUMNS = ("features", "segment_windows", "waveform", "segment_samples", "cache_hit")
-_FEATURE_OVERRIDES = ("excerpt_s", "excerpt_policy", "segments", "enhance")
+_PAYLOAD_COLUMNS = ("features", "segment_windows", "waveform", "segment_samples", "cache_hit", "class_weights")
+_FEATURE_OVERRIDES = ("excerpt_s", "excerpt_policy", "segments", "enhance", "rules")
 _POSTPROCESS_OVERRIDES = ("top_k", "review_threshold", "aggregation")
 
 
@@ -104,7 +105,7 @@ class FeaturizeFiles:
         self.bundle = job_bundle(bundle_uri, storage_options, overrides)
         self.features_on = features_on
         # One thread: the pool already has one actor per core.
-        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1)
+        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.labels)
         self.cache = SpectrogramCache(cache_uri, self.bundle.feature_hash, storage_options) if cache_uri else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -154,6 +155,7 @@ class FeaturizeFiles:
             "decode_s": timings.get("decode", 0.0),
             "resample_s": timings.get("resample", 0.0),
             "features_s": timings.get("features", 0.0),
+            "class_weights": None if result.class_weights is None else result.class_weights.tolist(),
         }
         if isinstance(result, PreparedAudio):
             return row | {
@@ -260,7 +262,14 @@ class ClassifyWindows:
             if isinstance(file_logits, Exception):
                 row.update(status="error", error=f"inference failed: {file_logits}", error_stage="inference")
                 continue
-            prediction = predict_file(file_logits, labels, self.bundle.postprocess, segment_windows[i])
+            weights = columns["class_weights"][i]
+            prediction = predict_file(
+                file_logits,
+                labels,
+                self.bundle.postprocess,
+                segment_windows[i],
+                None if weights is None else np.asarray(weights, np.float32),
+            )
             row.update(
                 top_genre=prediction.top_genre,
                 confidence=prediction.confidence,

@@ -55,6 +55,8 @@ class JobOptions:
     excerpt_policy: str | None = None
     segments: int | None = None
     aggregation: str | None = None
+    enhance: str | None = None
+    rules: bool | None = None
     top_k: int | None = None
     review_threshold: float | None = None
     overwrite: bool = False
@@ -69,6 +71,8 @@ class JobOptions:
             "excerpt_policy": self.excerpt_policy,
             "segments": self.segments,
             "aggregation": self.aggregation,
+            "enhance": self.enhance,
+            "rules": self.rules,
             "top_k": self.top_k,
             "review_threshold": self.review_threshold,
         }
@@ -335,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)")
     p.add_argument("--segments", type=int, help="excerpts spread over each track (default: the bundle's, 1)")
     p.add_argument("--aggregation", choices=["mean", "vote"], help="mean of windows, or a vote of segments")
+    p.add_argument(
+        "--enhance",
+        choices=["none", "denoise", "compress", "both"],
+        help="spectral subtraction and/or dynamic range compression (default: the bundle's, none)",
+    )
+    p.add_argument(
+        "--rules", action="store_true", default=None, help="reweight classes by tempo/low end/vocals (heuristics)"
+    )
     p.add_argument("--top-k", type=int, help="genres listed in top_k (default 5)")
     p.add_argument("--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)")
     p.add_argument("--overwrite", action="store_true", help="replace predictions already under --output")
@@ -381,6 +393,8 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         excerpt_policy=args.excerpt_policy,
         segments=args.segments,
         aggregation=args.aggregation,
+        enhance=args.enhance,
+        rules=args.rules,
         top_k=args.top_k,
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,

@@ -241,7 +241,7 @@ def test_resume_skips_finished_files_and_recomputes_for_a_new_feature_config(loc
     assert len(set(table.column("feature_hash").to_pylist())) == 2
 
 
-def test_segments_and_vote_reach_the_output(local_ray, corpus, tiny_bundle, tmp_path):
+def test_segments_vote_enhancement_and_rules_reach_the_output(local_ray, corpus, tiny_bundle, tmp_path):
     from pipelines.classify import JobOptions, run_classification
 
     options = JobOptions(
@@ -250,6 +250,8 @@ def test_segments_and_vote_reach_the_output(local_ray, corpus, tiny_bundle, tmp_
         model=tiny_bundle,
         segments=3,
         aggregation="vote",
+        enhance="both",
+        rules=True,
     )
     run_classification(options, progress=False)
     rows = {Path(r["path"]).name: r for r in pq.read_table(tmp_path / "segments").to_pylist()}
