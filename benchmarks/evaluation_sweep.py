@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=6)
     p.add_argument("--duration-s", type=float, default=30.0)
     p.add_argument("--snr-db", default="clean,20,10,0")
-    p.add_argument("--configs", default=",".join(CONFIGS), help="subset of: " + ", ".join(CONFIGS))
+    p.add_argument("--configs", default=";".join(CONFIGS), help="';'-separated subset of: " + "; ".join(CONFIGS))
     p.add_argument("--work", type=Path, help="keep corpora and outputs here (default: a temporary folder)")
     args = p.parse_args(argv)
     snrs = [None if s == "clean" else float(s) for s in args.snr_db.split(",")]
-    chosen = [c.strip() for c in args.configs.split(",")]
+    chosen = [c.strip() for c in args.configs.split(";")]
     ray.init(logging_level="ERROR")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
