@@ -28,6 +28,10 @@ CONFIGS: dict[str, dict] = {
     "baseline (1 segment)": {},
     "3 segments, mean": {"segments": 3},
     "3 segments, vote": {"segments": 3, "aggregation": "vote"},
+    # On 30 s clips only one 30 s excerpt fits: compare segments at equal excerpt length instead.
+    "one 10 s excerpt": {"excerpt_s": 10.0},
+    "3 x 10 s segments, mean": {"excerpt_s": 10.0, "segments": 3},
+    "3 x 10 s segments, vote": {"excerpt_s": 10.0, "segments": 3, "aggregation": "vote"},
     "denoise": {"enhance": "denoise"},
     "compress": {"enhance": "compress"},
     "denoise + compress": {"enhance": "both"},
