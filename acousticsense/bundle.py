@@ -67,6 +67,28 @@ class ModelBundle:
         """A copy with some postprocessing fields replaced (e.g. ``temperature``, ``review_threshold``)."""
         return dataclasses.replace(self, postprocess=dataclasses.replace(self.postprocess, **changes))
 
+    def with_overrides(self, **changes: Any) -> ModelBundle:
+        """A copy with feature and postprocessing fields replaced by name; ``None`` values are ignored.
+
+        Batch jobs and the service apply their options through this one method, so the same options
+        always give the same features and predictions.
+
+        Raises:
+            ConfigError: a name that is neither a feature nor a postprocessing field, or a bad value.
+        """
+        given = {k: v for k, v in changes.items() if v is not None}
+        feature_fields = {f.name for f in dataclasses.fields(FeatureConfig)}
+        post_fields = {f.name for f in dataclasses.fields(PostprocessConfig)}
+        unknown = sorted(set(given) - feature_fields - post_fields)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown}: not a feature or postprocessing field")
+        bundle = self
+        feature_changes = {k: v for k, v in given.items() if k in feature_fields}
+        if feature_changes:
+            bundle = dataclasses.replace(bundle, features=dataclasses.replace(bundle.features, **feature_changes))
+        post_changes = {k: v for k, v in given.items() if k in post_fields}
+        return bundle.with_postprocess(**post_changes) if post_changes else bundle
+
     def manifest(self) -> dict[str, Any]:
         """The JSON-serialisable description written to ``bundle.json``."""
         return {

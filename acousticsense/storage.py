@@ -14,7 +14,16 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.core import url_to_fs
 
-__all__ = ["filesystem", "list_files", "open_binary", "join_uri", "is_remote", "uri_exists"]
+__all__ = [
+    "filesystem",
+    "list_files",
+    "open_binary",
+    "join_uri",
+    "is_remote",
+    "uri_exists",
+    "check_writable",
+    "access_denied",
+]
 
 
 def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -60,7 +69,11 @@ def list_files(
     """
     fs, root = filesystem(uri, storage_options)
     protocol = uri.split("://", 1)[0] if is_remote(uri) else None
-    if not fs.exists(root):
+    try:
+        exists = fs.exists(root)
+    except PermissionError as e:
+        raise PermissionError(access_denied(uri, e)) from e
+    if not exists:
         raise FileNotFoundError(f"input not found: {uri}")
     if fs.isfile(root):
         yield uri
@@ -74,6 +87,35 @@ def list_files(
                 continue
             path = posixpath.join(dirpath, name)
             yield f"{protocol}://{path}" if protocol else path
+
+
+def access_denied(uri: str, error: Exception) -> str:
+    """A message for a refused request that says what to check."""
+    return (
+        f"access denied to {uri} ({error or 'Forbidden'}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+        "(and AWS_ENDPOINT_URL for an S3-compatible store) or pass --storage-option key=... secret=..."
+    )
+
+
+def check_writable(uri: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write and delete a small probe object under ``uri``, so that a missing bucket or a refused write
+    fails before any work is done rather than when the first results are written.
+
+    Raises:
+        PermissionError / FileNotFoundError: with a message that names ``uri`` and what to check.
+    """
+    fs, root = filesystem(uri, storage_options)
+    probe = join_uri(root, ".acousticsense-write-check")
+    try:
+        with fs.open(probe, "wb") as f:
+            f.write(b"ok")
+        fs.rm(probe)
+    except PermissionError as e:
+        raise PermissionError(access_denied(uri, e)) from e
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"cannot write to {uri}: {e} (does the bucket exist?)") from e
+    except OSError as e:
+        raise OSError(f"cannot write to {uri}: {e}") from e
 
 
 def open_binary(uri: str, storage_options: Mapping[str, Any] | None = None) -> BinaryIO:

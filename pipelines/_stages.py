@@ -11,7 +11,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,20 +68,11 @@ SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review",
 
 
 _PAYLOAD_COLUMNS = ("features", "segment_windows", "waveform", "segment_samples", "cache_hit", "class_weights")
-_FEATURE_OVERRIDES = ("excerpt_s", "excerpt_policy", "segments", "enhance", "rules")
-_POSTPROCESS_OVERRIDES = ("top_k", "review_threshold", "aggregation")
 
 
 def job_bundle(bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]) -> ModelBundle:
     """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
-    bundle = load_bundle(bundle_uri, storage_options)
-    feature_changes = {k: v for k, v in overrides.items() if k in _FEATURE_OVERRIDES and v is not None}
-    post_changes = {k: v for k, v in overrides.items() if k in _POSTPROCESS_OVERRIDES and v is not None}
-    if feature_changes:
-        bundle = replace(bundle, features=replace(bundle.features, **feature_changes))
-    if post_changes:
-        bundle = bundle.with_postprocess(**post_changes)
-    return bundle
+    return load_bundle(bundle_uri, storage_options).with_overrides(**overrides)
 
 
 class FeaturizeFiles:

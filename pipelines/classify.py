@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from acousticsense import AcousticSenseError, list_files
-from acousticsense.storage import filesystem, is_remote, join_uri
+from acousticsense.storage import check_writable, filesystem, is_remote, join_uri
 from pipelines._stages import ClassifyWindows, FeaturizeFiles, job_bundle, write_shard
 from pipelines._summary import JobSummary, summarize
 
@@ -282,7 +283,9 @@ def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: 
         )
     for path in existing + (fs.glob(join_uri(root, "_summary.json")) if existing else []):
         fs.rm(path)
-    if not is_remote(output):
+    if is_remote(output):
+        check_writable(output, storage_options)  # a missing bucket fails now, not after the whole job
+    else:
         fs.makedirs(root, exist_ok=True)
 
 
@@ -404,11 +407,26 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
     )
 
 
+def connect_ray() -> None:
+    """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), or start a local Ray.
+
+    Raises:
+        ValueError: ``RAY_ADDRESS`` is the dashboard's HTTP address, which jobs are submitted to, not joined.
+    """
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address.startswith(("http://", "https://")):
+        raise ValueError(
+            f"RAY_ADDRESS={address} is the dashboard's job API: submit with `ray job submit --address {address} "
+            "-- python -m pipelines.classify ...`, or unset RAY_ADDRESS to run on a local Ray"
+        )
+    ray.init(ignore_reinit_error=True, logging_level="WARNING")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
-    ray.init(ignore_reinit_error=True, logging_level="WARNING")  # uses RAY_ADDRESS when set
     try:
+        connect_ray()
         summary = run_classification(options, progress=not args.no_progress)
     except (AcousticSenseError, OSError, ValueError) as e:
         # Bad bundle, missing input or bucket, refused credentials, existing output: say what, no traceback.

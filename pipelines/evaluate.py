@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray
 
 from acousticsense import AcousticSenseError, predict_file, write_bundle
 from acousticsense.evaluation import (
@@ -34,7 +33,7 @@ from acousticsense.evaluation import (
 )
 from acousticsense.storage import filesystem, join_uri
 from pipelines._stages import job_bundle
-from pipelines.classify import build_parser, options_from_args, run_classification
+from pipelines.classify import build_parser, connect_ray, options_from_args, run_classification
 
 __all__ = ["evaluate", "label_of", "main"]
 
@@ -136,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     options = options_from_args(args)
-    ray.init(ignore_reinit_error=True, logging_level="WARNING")
     try:
+        connect_ray()
         report = evaluate(
             options, fit=args.fit_temperature, bundle_output=args.bundle_output, progress=not args.no_progress
         )

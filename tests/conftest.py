@@ -57,7 +57,8 @@ def local_ray():
     """A local Ray for the module (2 CPUs, like CI), shut down afterwards."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level="ERROR")
+    # address="local": never attach to a `ray start` cluster that happens to run on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level="ERROR")
     yield ray
     ray.shutdown()
 
