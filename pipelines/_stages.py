@@ -35,39 +35,14 @@ from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, PreparedAu
 from acousticsense.inference import predict_many
 from acousticsense.storage import filesystem, is_remote
 from pipelines._metrics import metrics, observe_stages
-from pipelines._schema import OUTPUT_SCHEMA, WINDOW_LOGITS_FIELD
+from pipelines._schema import FEATURES_SCHEMA, OUTPUT_SCHEMA, PAYLOAD_FIELDS, WINDOW_LOGITS_FIELD
 
 logger = logging.getLogger(__name__)
-
-FEATURES_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("error_stage", pa.string()),
-        ("duration_s", pa.float64()),
-        ("offset_s", pa.float64()),
-        ("excerpt_s", pa.float64()),
-        ("sample_rate", pa.int32()),
-        ("channels", pa.int32()),
-        ("windows", pa.int32()),
-        ("features", pa.large_binary()),  # float16 (windows, n_mels, window_frames), C order
-        ("segment_windows", pa.list_(pa.int32())),
-        ("waveform", pa.large_binary()),  # features_on="accelerator": float32 mono segments, concatenated
-        ("segment_samples", pa.list_(pa.int64())),
-        ("cache_hit", pa.bool_()),
-        ("class_weights", pa.list_(pa.float32())),  # rule layer multipliers, when rules are on
-        ("read_s", pa.float32()),
-        ("decode_s", pa.float32()),
-        ("resample_s", pa.float32()),
-        ("features_s", pa.float32()),
-    ]
-)
 
 SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
 
 
-_PAYLOAD_COLUMNS = ("features", "segment_windows", "waveform", "segment_samples", "cache_hit", "class_weights")
+_PAYLOAD_COLUMNS = tuple(name for name, _ in PAYLOAD_FIELDS)
 
 
 def job_bundle(bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]) -> ModelBundle:
@@ -218,7 +193,7 @@ class ClassifyWindows:
         self.log_mel = LogMel(features).to(self.predictor.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        payload = [c for c in FEATURES_SCHEMA.names if c in _PAYLOAD_COLUMNS]
+        payload = list(_PAYLOAD_COLUMNS)
         rows = batch.drop_columns(payload).to_pylist()
         columns = {name: batch.column(name).to_pylist() for name in payload}
         segment_windows = columns["segment_windows"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -39,6 +40,23 @@ def write_audio(
         for start in range(0, len(data), 16384):
             f.write(data[start : start + 16384])
     return data
+
+
+def write_m4a(path: Path, frames: np.ndarray, sr: int) -> Path:
+    """Write stereo ``(samples, 2)`` float32 as AAC in an MP4 container with PyAV."""
+    if frames.ndim != 2 or frames.shape[1] != 2:
+        raise ValueError("write_m4a wants stereo (samples, 2) frames")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=sr)
+        stream.layout = "stereo"
+        planar = np.ascontiguousarray(frames.T, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
+        frame.sample_rate = sr
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
 
 
 @pytest.fixture(scope="session")

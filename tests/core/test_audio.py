@@ -10,7 +10,6 @@ import io
 import math
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -26,6 +25,7 @@ from acousticsense.audio import (
 )
 from acousticsense.config import FeatureConfig
 from acousticsense.errors import AcousticSenseError, AudioDecodeError
+from tests.conftest import write_m4a
 
 DEFAULT = FeatureConfig()
 BLOCK = 16384  # libsndfile can crash writing long OGG/MP3 in one call: write in blocks
@@ -40,22 +40,6 @@ def write_blocks(path: Path, frames: np.ndarray, sr: int, fmt: str, subtype: str
     with sf.SoundFile(path, "w", sr, frames.shape[1], format=fmt, subtype=subtype) as f:
         for i in range(0, len(frames), BLOCK):
             f.write(frames[i : i + BLOCK])
-    return path
-
-
-def write_m4a(path: Path, frames: np.ndarray, sr: int) -> Path:
-    """Write stereo ``(samples, 2)`` float32 as AAC in an MP4 container with PyAV."""
-    assert frames.ndim == 2 and frames.shape[1] == 2
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=sr)
-        stream.layout = "stereo"
-        planar = np.ascontiguousarray(frames.T, dtype=np.float32)
-        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
     return path
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from acousticsense import GENRES, WindowPredictor, load_bundle
 from acousticsense.extract import ExcerptFeaturizer
-from tests.conftest import ROOT, write_audio
+from tests.conftest import ROOT, write_audio, write_m4a
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -36,26 +36,13 @@ BAD = {
 }
 
 
-def _write_m4a(path: Path, seconds: float, sr: int = 44100) -> None:
-    t = np.arange(int(seconds * sr)) / sr
-    planar = np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2).astype(np.float32)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=sr)
-        stream.layout = "stereo"
-        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("music")
     for i, (name, (seconds, sr, channels)) in enumerate(GOOD.items()):
         write_audio(root / name, seconds, sr, channels, frequency_hz=200.0 + 100 * i, seed=i)
-    _write_m4a(root / "aac track.m4a", 5.0)
+    t = np.arange(5 * 44100) / 44100
+    write_m4a(root / "aac track.m4a", np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2, axis=1), 44100)
     (root / "empty.wav").write_bytes(b"")
     (root / "not audio.mp3").write_text("this is not an mp3\n" * 50)
     (root / "notes.txt").write_text("liner notes")
@@ -157,59 +144,23 @@ def test_output_is_committed_parquet_with_a_summary(job):
     assert "files / s" in table and "inference" in table
 
 
+def _classify_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m pipelines.classify ARGS`` as a user runs it: its own local Ray (RAY_ADDRESS unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "pipelines.classify", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_cli_runs_a_local_job_and_fails_cleanly_on_a_missing_input(corpus, tiny_bundle, tmp_path):
-    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
     out = tmp_path / "cli"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.classify",
-            "--input",
-            str(corpus / "album"),
-            "--output",
-            str(out),
-            "--model",
-            tiny_bundle,
-            "--no-progress",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = ["--input", str(corpus / "album"), "--output", str(out), "--model", tiny_bundle, "--no-progress"]
+    done = _classify_cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "classification summary" in done.stdout and str(out) in done.stdout
     assert pq.read_table(out).num_rows == 2
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.classify",
-            "--input",
-            str(corpus / "album"),
-            "--output",
-            str(out),
-            "--model",
-            tiny_bundle,
-            "--no-progress",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = _classify_cli(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr  # never mixes two runs' rows
-    bad = subprocess.run(
-        [sys.executable, "-m", "pipelines.classify", "--input", str(tmp_path / "nope"), "--output", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = _classify_cli("--input", str(tmp_path / "nope"), "--output", str(out))
     assert bad.returncode == 2 and "input not found" in bad.stderr
 
 
