@@ -195,6 +195,9 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
     ctx.execution_options.verbose_progress = False
     blocks = max(1, min(math.ceil(len(items) / options.files_per_batch), 4096))
     stage_args = (options.model, options.storage_options, options.overrides())
+    # A small job gets no more actors than it has batches: each idle actor still costs a worker start.
+    cpu_pool = min(plan.cpu_actors, blocks)
+    accelerator_pool = min(plan.accelerator_actors, math.ceil(len(items) / plan.inference_files_per_batch))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(
         FeaturizeFiles,
@@ -202,7 +205,7 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         fn_constructor_kwargs=dict(features_on=options.features_on, cache_uri=options.cache),
         batch_size=options.files_per_batch,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=plan.cpu_actors, max_size=plan.cpu_actors),
+        compute=ActorPoolStrategy(min_size=cpu_pool, max_size=cpu_pool),
         num_cpus=plan.cpus_per_featurize_actor,
     )
     ds = ds.map_batches(
@@ -218,7 +221,7 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         ),
         batch_size=plan.inference_files_per_batch,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=plan.accelerator_actors, max_size=plan.accelerator_actors),
+        compute=ActorPoolStrategy(min_size=accelerator_pool, max_size=accelerator_pool),
         num_cpus=plan.cpus_per_accelerator_actor,
         num_gpus=plan.gpus_per_actor or None,
     )
