@@ -11,7 +11,7 @@ from torch import nn
 
 from acousticsense.errors import ConfigError
 
-__all__ = ["Precision", "select_device", "resolve_precision", "WindowPredictor", "predict_many"]
+__all__ = ["Precision", "select_device", "resolve_precision", "WindowPredictor", "predict_many", "logits_per_file"]
 
 Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -93,6 +93,22 @@ class WindowPredictor:
         if not outputs:
             return np.zeros((0, 0), np.float32)
         return torch.cat(outputs).numpy()
+
+
+def logits_per_file(predictor: WindowPredictor, windows_per_file: list[np.ndarray]) -> list[np.ndarray | Exception]:
+    """:func:`predict_many`, isolating failures: if the shared batch fails, each file runs alone and a
+    file that still fails gets its exception in place of logits, so one bad file never fails the others.
+    """
+    try:
+        return list(predict_many(predictor, windows_per_file))
+    except Exception:  # noqa: BLE001 - find the file that breaks the batch
+        results: list[np.ndarray | Exception] = []
+        for windows in windows_per_file:
+            try:
+                results.append(predictor.predict_logits(windows))
+            except Exception as e:  # noqa: BLE001
+                results.append(e)
+        return results
 
 
 def predict_many(predictor: WindowPredictor, windows_per_file: list[np.ndarray]) -> list[np.ndarray]:

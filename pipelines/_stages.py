@@ -32,7 +32,7 @@ from acousticsense import (
 )
 from acousticsense.cache import SpectrogramCache
 from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, PreparedAudio, StageError, segment_windows
-from acousticsense.inference import predict_many
+from acousticsense.inference import logits_per_file
 from acousticsense.storage import filesystem, is_remote
 from pipelines._metrics import metrics, observe_stages
 from pipelines._schema import FEATURES_SCHEMA, OUTPUT_SCHEMA, PAYLOAD_FIELDS, WINDOW_LOGITS_FIELD
@@ -215,10 +215,7 @@ class ClassifyWindows:
             ok.append(i)
             windows.append(file_windows)
         t0 = time.perf_counter()
-        try:
-            logits = predict_many(self.predictor, windows)
-        except Exception:  # noqa: BLE001 - isolate the file that breaks the batch
-            logits = [self._predict_alone(w) for w in windows]
+        logits = logits_per_file(self.predictor, windows)
         seconds_per_window = (time.perf_counter() - t0) / max(1, sum(w.shape[0] for w in windows))
         now = datetime.now(timezone.utc)
         labels = self.bundle.labels
@@ -277,12 +274,6 @@ class ClassifyWindows:
         file_windows, per_segment = segment_windows(segments, self.log_mel)
         row.update(windows=file_windows.shape[0], features_s=time.perf_counter() - t0)
         return file_windows, per_segment
-
-    def _predict_alone(self, windows: np.ndarray) -> np.ndarray | Exception:
-        try:
-            return self.predictor.predict_logits(windows)
-        except Exception as e:  # noqa: BLE001
-            return e
 
 
 def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any]) -> pa.Table:

@@ -1,7 +1,7 @@
 """The model deployment: the bundle's classifier behind ``@serve.batch``, windows of many requests per forward.
 
 It computes exactly what the batch job's ``ClassifyWindows`` stage computes: the same bundle with the
-same overrides, ``predict_many`` over the windows of several files, then ``predict_file`` per file with
+same overrides, ``logits_per_file`` over the windows of several files, then ``predict_file`` per file with
 its segment layout and rule-layer weights.
 """
 
@@ -18,7 +18,7 @@ from ray import serve
 
 from acousticsense import FilePrediction, WindowPredictor, predict_file
 from acousticsense.extract import FeaturizedAudio
-from acousticsense.inference import predict_many
+from acousticsense.inference import logits_per_file
 from serving.config import load_service_bundle, parse_args
 
 __all__ = ["GenreModel", "ModelResult"]
@@ -115,17 +115,13 @@ class GenreModel:
         """The windows of several requests in shared forward passes; one result per input, in order.
 
         Serve collects concurrent ``_predict_batch(file)`` calls into ``files``; their window arrays go
-        through ``predict_many`` together, as the batch job's ``ClassifyWindows`` does with a block's files.
+        through ``logits_per_file`` together, as the batch job's ``ClassifyWindows`` does with a block's files.
         """
         windows_per_file = [f.windows for f in files]
         started = time.perf_counter()
-        try:
-            # A thread keeps the replica's event loop free (health checks, batch assembly) during the forward.
-            logits: list[np.ndarray | Exception] = list(
-                await asyncio.to_thread(predict_many, self.predictor, windows_per_file)
-            )
-        except Exception:  # noqa: BLE001 - isolate the file that breaks the batch, as the batch job does
-            logits = [await asyncio.to_thread(self._predict_alone, w) for w in windows_per_file]
+        # A thread keeps the replica's event loop free (health checks, batch assembly) during the forward;
+        # a file that breaks the shared batch gets its own error, as in the batch job.
+        logits = await asyncio.to_thread(logits_per_file, self.predictor, windows_per_file)
         inference_s = time.perf_counter() - started
         n_windows = sum(w.shape[0] for w in windows_per_file)
         results: list[ModelResult | Exception] = []
@@ -147,12 +143,6 @@ class GenreModel:
                 )
             )
         return results
-
-    def _predict_alone(self, windows: np.ndarray) -> np.ndarray | Exception:
-        try:
-            return self.predictor.predict_logits(windows)
-        except Exception as e:  # noqa: BLE001
-            return e
 
     def _check(self, file: FeaturizedAudio) -> None:
         windows, segment_windows = file.windows, file.segment_windows

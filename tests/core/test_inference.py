@@ -4,7 +4,7 @@ import torch
 
 from acousticsense import FeatureConfig, WindowClassifier, WindowPredictor, model_config_for, resolve_precision
 from acousticsense.errors import ConfigError
-from acousticsense.inference import predict_many
+from acousticsense.inference import logits_per_file, predict_many
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +50,12 @@ def test_fp16_on_cuda_agrees_with_fp32(model):
     reference = WindowPredictor(model, device="cpu", precision="fp32").predict_logits(x)
     half = WindowPredictor(model, device="cuda", precision="fp16").predict_logits(x)
     assert (half.argmax(1) == reference.argmax(1)).mean() >= 0.995
+
+
+def test_logits_per_file_isolates_a_file_that_breaks_the_batch(model):
+    good = np.zeros((2, 128, 224), np.float16)
+    wrong_shape = np.zeros((1, 64, 224), np.float16)  # cannot be concatenated, cannot run alone either
+    predictor = WindowPredictor(model, device="cpu")
+    results = logits_per_file(predictor, [good, wrong_shape, good])
+    assert isinstance(results[1], Exception)
+    assert results[0].shape == results[2].shape == (2, 16)
