@@ -175,21 +175,22 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         remaining = [item for item in items if item["path"] not in done]
         skipped, items = len(items) - len(remaining), remaining
     plan = plan_resources(options, ray.cluster_resources())
-    if not items:
-        return _write_summary(
-            options,
-            summarize(
-                None,
-                wall_s=time.perf_counter() - started,
-                expected_files=0,
-                output=options.output,
-                model_version=bundle.version,
-                feature_hash=bundle.feature_hash,
-                plan=asdict(plan),
-                skipped_existing=skipped,
-            ),
-        )
+    tables = _stream(options, plan, items, progress) if items else []
+    summary = summarize(
+        pa.concat_tables(tables) if tables else None,
+        wall_s=time.perf_counter() - started,
+        expected_files=len(items),
+        output=options.output,
+        model_version=bundle.version,
+        feature_hash=bundle.feature_hash,
+        plan=asdict(plan),
+        skipped_existing=skipped,
+    )
+    return _write_summary(options, summary)
 
+
+def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progress: bool) -> list[pa.Table]:
+    """Featurize, classify and write ``items`` as one streaming Ray Data pipeline; the writer's summary rows."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.execution_options.verbose_progress = False
@@ -233,18 +234,7 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         batch_format="pyarrow",
         num_cpus=0,
     )
-    tables = list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
-    summary = summarize(
-        pa.concat_tables(tables) if tables else None,
-        wall_s=time.perf_counter() - started,
-        expected_files=len(items),
-        output=options.output,
-        model_version=bundle.version,
-        feature_hash=bundle.feature_hash,
-        plan=asdict(plan),
-        skipped_existing=skipped,
-    )
-    return _write_summary(options, summary)
+    return list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
 
 
 def _write_summary(options: JobOptions, summary: JobSummary) -> JobSummary:
