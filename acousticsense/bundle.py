@@ -150,8 +150,14 @@ def write_bundle(uri: str, bundle: ModelBundle, storage_options: Mapping[str, An
     return bundle
 
 
-def load_bundle(uri: str | None = None, storage_options: Mapping[str, Any] | None = None) -> ModelBundle:
+def load_bundle(
+    uri: str | None = None, storage_options: Mapping[str, Any] | None = None, *, weights: bool = True
+) -> ModelBundle:
     """Load a bundle folder from a local path or fsspec URI (the demo bundle when ``uri`` is None).
+
+    Args:
+        weights: read ``model.safetensors`` too. Featurization and validation need only the configs;
+            with ``False`` the weights file is checked to exist but not read (``base`` weighs ~340 MB).
 
     Raises:
         BundleError: the folder, a file, or a field is missing or malformed.
@@ -161,8 +167,13 @@ def load_bundle(uri: str | None = None, storage_options: Mapping[str, Any] | Non
         fs, root = filesystem(uri, storage_options)
         with fs.open(join_uri(root, _MANIFEST), "r") as f:
             manifest = json.load(f)
-        with fs.open(join_uri(root, _WEIGHTS), "rb") as f:
-            state = load_safetensors(f.read())
+        if weights:
+            with fs.open(join_uri(root, _WEIGHTS), "rb") as f:
+                state = load_safetensors(f.read())
+        elif fs.exists(join_uri(root, _WEIGHTS)):
+            state = {}
+        else:
+            raise FileNotFoundError(join_uri(root, _WEIGHTS))
     except FileNotFoundError as e:
         raise BundleError(
             f"no model bundle at {uri!r}: {e}. A bundle is a folder with {_MANIFEST} and {_WEIGHTS}."

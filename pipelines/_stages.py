@@ -45,9 +45,11 @@ SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review",
 _PAYLOAD_COLUMNS = tuple(name for name, _ in PAYLOAD_FIELDS)
 
 
-def job_bundle(bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any]) -> ModelBundle:
+def job_bundle(
+    bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any], *, weights: bool = True
+) -> ModelBundle:
     """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
-    return load_bundle(bundle_uri, storage_options).with_overrides(**overrides)
+    return load_bundle(bundle_uri, storage_options, weights=weights).with_overrides(**overrides)
 
 
 class FeaturizeFiles:
@@ -67,7 +69,7 @@ class FeaturizeFiles:
         cache_uri: str | None = None,
     ) -> None:
         self.storage_options = dict(storage_options)
-        self.bundle = job_bundle(bundle_uri, storage_options, overrides)
+        self.bundle = job_bundle(bundle_uri, storage_options, overrides, weights=False)  # configs only
         self.features_on = features_on
         # One thread: the pool already has one actor per core.
         self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.labels)

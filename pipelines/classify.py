@@ -164,7 +164,8 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         AcousticSenseError / FileNotFoundError: bad model bundle, missing input folder.
     """
     started = time.perf_counter()
-    bundle = job_bundle(options.model, options.storage_options, options.overrides())  # fail fast, on the driver
+    # Fail fast on the driver; the weights are read by the inference actors only.
+    bundle = job_bundle(options.model, options.storage_options, options.overrides(), weights=False)
     items = list(_list_inputs(options))
     if not items:
         raise FileNotFoundError(f"no files found under {options.inputs}")

@@ -49,7 +49,9 @@ def evaluate(options: Any, fit: bool = False, bundle_output: str | None = None, 
     predictions_uri = join_uri(options.output, "predictions")
     job = replace(options, output=predictions_uri, keep_window_logits=fit, overwrite=True, resume=False)
     summary = run_classification(job, progress=progress)
-    bundle = job_bundle(options.model, options.storage_options, options.overrides())
+    bundle = job_bundle(
+        options.model, options.storage_options, options.overrides(), weights=fit
+    )  # weights only to write a calibrated bundle
     fs, _ = filesystem(predictions_uri, options.storage_options)
     columns = ["path", "status", "probabilities", "needs_review"] + (["window_logits", "windows"] if fit else [])
     shards = fs.glob(join_uri(filesystem(predictions_uri, options.storage_options)[1], "part-*.parquet"))

@@ -79,3 +79,15 @@ def test_demo_bundle_ships_and_loads():
     assert bundle.labels == GENRES and bundle.preset == "tiny"
     assert bundle.provenance["val_file_accuracy"] > 0.5
     bundle.build_model()
+
+
+def test_configs_only_load_skips_the_weights_but_still_requires_them(tmp_path):
+    uri = tmp_path / "b"
+    save_bundle(str(uri), _model(), features=FeatureConfig(), labels=GENRES, version="v1")
+    light = load_bundle(str(uri), weights=False)
+    full = load_bundle(str(uri))
+    assert light.state_dict == {} and full.state_dict
+    assert (light.features, light.model, light.version) == (full.features, full.model, full.version)
+    (uri / "model.safetensors").unlink()
+    with pytest.raises(BundleError, match="no model bundle"):
+        load_bundle(str(uri), weights=False)
