@@ -278,6 +278,22 @@ class ClassifyWindows:
         return file_windows, per_segment
 
 
+class WriteShards:
+    """Writer stage: one Parquet shard per inference batch; returns its summary columns plus ``write_s``.
+
+    A small actor pool rather than tasks: a task with ``num_cpus=0`` gets a fresh worker process
+    whenever Ray has reaped the idle one, and each new worker imports torch again (measured: nine
+    worker starts, ~23 CPU-seconds, in a 200-file job on 2 cores).
+    """
+
+    def __init__(self, output_uri: str, storage_options: Mapping[str, Any]) -> None:
+        self.output_uri = output_uri
+        self.storage_options = dict(storage_options)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return write_shard(batch, self.output_uri, self.storage_options)
+
+
 def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any]) -> pa.Table:
     """Write one Parquet shard under ``output_uri`` and return its summary columns plus ``write_s``.
 
@@ -306,4 +322,4 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
 
 
-__all__ = ["FeaturizeFiles", "ClassifyWindows", "write_shard", "job_bundle", "AcousticSenseError"]
+__all__ = ["FeaturizeFiles", "ClassifyWindows", "WriteShards", "write_shard", "job_bundle", "AcousticSenseError"]

@@ -29,7 +29,7 @@ from ray.data import ActorPoolStrategy
 
 from acousticsense import AcousticSenseError, list_files
 from acousticsense.storage import check_writable, filesystem, is_remote, join_uri
-from pipelines._stages import ClassifyWindows, FeaturizeFiles, job_bundle, write_shard
+from pipelines._stages import ClassifyWindows, FeaturizeFiles, WriteShards, job_bundle
 from pipelines._summary import JobSummary, summarize
 
 __all__ = ["JobOptions", "run_classification", "main"]
@@ -227,12 +227,13 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
         num_cpus=plan.cpus_per_accelerator_actor,
         num_gpus=plan.gpus_per_actor or None,
     )
-    # Writing is light I/O; it must not wait for a CPU that the actor pools hold.
+    # Writing is light I/O: one long-lived actor that holds no CPU, so it never waits for one the pools hold.
     ds = ds.map_batches(
-        write_shard,
-        fn_kwargs=dict(output_uri=options.output, storage_options=options.storage_options),
+        WriteShards,
+        fn_constructor_args=(options.output, options.storage_options),
         batch_size=None,
         batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=1),
         num_cpus=0,
     )
     return list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
