@@ -278,6 +278,30 @@ class ClassifyWindows:
         return file_windows, per_segment
 
 
+class FeaturizeAndClassify:
+    """Both stages in one actor, for clusters without accelerators.
+
+    There inference is just more CPU work: two pools would need a guessed split of the cores between
+    them and would ship every file's windows through the object store. One pool of these balances
+    itself, and a file's windows never leave the process that computed them.
+    """
+
+    def __init__(
+        self,
+        bundle_uri: str | None,
+        storage_options: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+        features_on: str = "cpu",
+        cache_uri: str | None = None,
+        **classify_kwargs: Any,
+    ) -> None:
+        self.featurize = FeaturizeFiles(bundle_uri, storage_options, overrides, features_on, cache_uri)
+        self.classify = ClassifyWindows(bundle_uri, storage_options, overrides, **classify_kwargs)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.classify(self.featurize(batch))
+
+
 class WriteShards:
     """Writer stage: one Parquet shard per inference batch; returns its summary columns plus ``write_s``.
 
@@ -322,4 +346,12 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
 
 
-__all__ = ["FeaturizeFiles", "ClassifyWindows", "WriteShards", "write_shard", "job_bundle", "AcousticSenseError"]
+__all__ = [
+    "AcousticSenseError",
+    "ClassifyWindows",
+    "FeaturizeAndClassify",
+    "FeaturizeFiles",
+    "WriteShards",
+    "job_bundle",
+    "write_shard",
+]

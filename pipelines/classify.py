@@ -6,7 +6,8 @@ Run it locally (starts Ray in-process when ``RAY_ADDRESS`` is unset) or on a clu
     ray job submit --working-dir . -- python -m pipelines.classify --input s3://bucket/music --output s3://bucket/preds
 
 Stages: list files (driver) -> decode + featurize (CPU actor pool) -> batched inference across files
-(one GPU per actor when the cluster has GPUs, CPU actors otherwise) -> Parquet shards.
+(GPU actor pool, one GPU per actor) -> Parquet shards. On a cluster without GPUs the first two stages
+run fused in one CPU actor pool.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ray.data import ActorPoolStrategy
 
 from acousticsense import AcousticSenseError, list_files
 from acousticsense.storage import check_writable, filesystem, is_remote, join_uri
-from pipelines._stages import ClassifyWindows, FeaturizeFiles, WriteShards, job_bundle
+from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, WriteShards, job_bundle
 from pipelines._summary import JobSummary, summarize
 
 __all__ = ["JobOptions", "run_classification", "main"]
@@ -47,8 +48,9 @@ class JobOptions:
     cpu_actors: int | None = None  # None: derived from the cluster
     accelerator_actors: int | None = None
     files_per_batch: int = 4  # CPU stage
-    inference_files_per_batch: int | None = None  # None: 64 with GPUs, 16 on CPU
+    inference_files_per_batch: int | None = None  # None: 64 (GPU stage; CPU-only jobs use files_per_batch)
     max_batch_windows: int | None = None  # None: 512 with GPUs, 128 on CPU
+    files_per_shard: int | None = None  # None: the inference batch with GPUs, 64 on CPU
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
@@ -81,6 +83,7 @@ class JobOptions:
 
 @dataclass(frozen=True)
 class _Plan:
+    fused: bool  # no accelerator: one pool featurizes and classifies
     cpu_actors: int
     cpus_per_featurize_actor: float
     accelerator_actors: int
@@ -88,18 +91,12 @@ class _Plan:
     cpus_per_accelerator_actor: float
     inference_files_per_batch: int
     max_batch_windows: int
+    files_per_shard: int
     device: str
 
 
-_INFERENCE_CPU_SHARE = 0.2
-
-
 def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan:
-    """Pool sizes from the cluster: one inference actor per GPU, or a CPU share sized to featurization cost.
-
-    On CPU, featurizing a 30 s excerpt costs ~4x the ``tiny`` model's inference, so about a fifth of
-    the cores run inference; everything else decodes.
-    """
+    """Pool sizes from the cluster: one inference actor per GPU, or, without GPUs, one fused actor per core."""
     cpus = max(1, int(resources.get("CPU", 1)))
     gpus = int(resources.get("GPU", 0))
     use_gpu = gpus > 0 and options.device in ("auto", "cuda")
@@ -108,6 +105,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         # the GPU actor from being placed there. The actor still resolves 'auto' itself, so a node that
         # advertises a GPU without CUDA (or a test's fake GPU) runs on its CPU instead of failing.
         return _Plan(
+            fused=False,
             cpu_actors=options.cpu_actors or cpus,
             cpus_per_featurize_actor=1.0,
             accelerator_actors=options.accelerator_actors or gpus,
@@ -115,22 +113,21 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
             cpus_per_accelerator_actor=0.0,
             inference_files_per_batch=options.inference_files_per_batch or 64,
             max_batch_windows=options.max_batch_windows or 512,
+            files_per_shard=options.files_per_shard or options.inference_files_per_batch or 64,
             device=options.device,
         )
-    # CPU only: every core featurizes, and inference takes a share of the cores sized to its cost
-    # (a fifth: the tiny model's forward is ~a quarter of featurizing a 44.1 kHz stereo excerpt).
-    # Whole cores (cpus - accelerator featurizers) would leave most of the inference core idle.
-    accelerator = options.accelerator_actors or max(1, round(cpus / 5))
+    # CPU only: each actor featurizes its files and classifies them (FeaturizeAndClassify), one per core.
     cpu_actors = options.cpu_actors or cpus
-    inference_share = _INFERENCE_CPU_SHARE * cpus
     return _Plan(
+        fused=True,
         cpu_actors=cpu_actors,
-        cpus_per_featurize_actor=(cpus - inference_share) / cpu_actors,
-        accelerator_actors=accelerator,
+        cpus_per_featurize_actor=cpus / cpu_actors,
+        accelerator_actors=0,
         gpus_per_actor=0.0,
-        cpus_per_accelerator_actor=inference_share / accelerator,
-        inference_files_per_batch=options.inference_files_per_batch or 16,
+        cpus_per_accelerator_actor=0.0,
+        inference_files_per_batch=options.files_per_batch,
         max_batch_windows=options.max_batch_windows or 128,
+        files_per_shard=options.files_per_shard or 64,
         device="cpu" if options.device == "auto" else options.device,
     )
 
@@ -199,39 +196,54 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
     stage_args = (options.model, options.storage_options, options.overrides())
     # A small job gets no more actors than it has batches: each idle actor still costs a worker start.
     cpu_pool = min(plan.cpu_actors, blocks)
-    accelerator_pool = min(plan.accelerator_actors, math.ceil(len(items) / plan.inference_files_per_batch))
+    featurize_kwargs = dict(features_on=options.features_on, cache_uri=options.cache)
+    classify_kwargs = dict(
+        device=plan.device,
+        precision=options.precision,
+        compile=options.compile,
+        max_batch_windows=plan.max_batch_windows,
+        keep_window_logits=options.keep_window_logits,
+    )
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(
-        FeaturizeFiles,
-        fn_constructor_args=stage_args,
-        fn_constructor_kwargs=dict(features_on=options.features_on, cache_uri=options.cache),
-        batch_size=options.files_per_batch,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=cpu_pool, max_size=cpu_pool),
-        num_cpus=plan.cpus_per_featurize_actor,
-    )
-    ds = ds.map_batches(
-        ClassifyWindows,
-        fn_constructor_args=stage_args,
-        fn_constructor_kwargs=dict(
-            device=plan.device,
-            precision=options.precision,
-            compile=options.compile,
-            max_batch_windows=plan.max_batch_windows,
-            torch_threads=max(1, int(plan.cpus_per_accelerator_actor)),
-            keep_window_logits=options.keep_window_logits,
-        ),
-        batch_size=plan.inference_files_per_batch,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=accelerator_pool, max_size=accelerator_pool),
-        num_cpus=plan.cpus_per_accelerator_actor,
-        num_gpus=plan.gpus_per_actor or None,
-    )
+    if plan.fused:
+        ds = ds.map_batches(
+            FeaturizeAndClassify,
+            fn_constructor_args=stage_args,
+            # The actor's cores (one by default) serve both stages: torch's thread count is process-wide.
+            fn_constructor_kwargs=featurize_kwargs
+            | classify_kwargs
+            | dict(torch_threads=max(1, int(plan.cpus_per_featurize_actor))),
+            batch_size=options.files_per_batch,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(min_size=cpu_pool, max_size=cpu_pool),
+            num_cpus=plan.cpus_per_featurize_actor,
+        )
+    else:
+        accelerator_pool = min(plan.accelerator_actors, math.ceil(len(items) / plan.inference_files_per_batch))
+        ds = ds.map_batches(
+            FeaturizeFiles,
+            fn_constructor_args=stage_args,
+            fn_constructor_kwargs=featurize_kwargs,
+            batch_size=options.files_per_batch,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(min_size=cpu_pool, max_size=cpu_pool),
+            num_cpus=plan.cpus_per_featurize_actor,
+        )
+        ds = ds.map_batches(
+            ClassifyWindows,
+            fn_constructor_args=stage_args,
+            fn_constructor_kwargs=classify_kwargs | dict(torch_threads=max(1, int(plan.cpus_per_accelerator_actor))),
+            batch_size=plan.inference_files_per_batch,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(min_size=accelerator_pool, max_size=accelerator_pool),
+            num_cpus=plan.cpus_per_accelerator_actor,
+            num_gpus=plan.gpus_per_actor or None,
+        )
     # Writing is light I/O: one long-lived actor that holds no CPU, so it never waits for one the pools hold.
     ds = ds.map_batches(
         WriteShards,
         fn_constructor_args=(options.output, options.storage_options),
-        batch_size=None,
+        batch_size=plan.files_per_shard,
         batch_format="pyarrow",
         compute=ActorPoolStrategy(size=1),
         num_cpus=0,
@@ -318,11 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsspec option, e.g. endpoint_url=http://127.0.0.1:8333 (repeatable)",
     )
     p.add_argument("--extensions", help="comma-separated extensions to keep (default: every non-hidden file)")
-    p.add_argument("--cpu-actors", type=int, help="featurization actors (default: cores minus inference actors)")
-    p.add_argument("--accelerator-actors", type=int, help="inference actors (default: one per GPU, or cores/5)")
+    p.add_argument("--cpu-actors", type=int, help="featurization actors (default: one per core)")
+    p.add_argument(
+        "--accelerator-actors",
+        type=int,
+        help="inference actors (default: one per GPU; without GPUs, inference runs in the CPU actors)",
+    )
     p.add_argument("--files-per-batch", type=int, default=4, help="files per featurization call (default 4)")
-    p.add_argument("--inference-files-per-batch", type=int, help="files per inference call (default 64 GPU / 16 CPU)")
+    p.add_argument("--inference-files-per-batch", type=int, help="files per inference call on GPUs (default 64)")
     p.add_argument("--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)")
+    p.add_argument("--files-per-shard", type=int, help="rows per Parquet shard, the unit --resume keeps (default: 64)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
     p.add_argument(
@@ -367,6 +384,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         "files_per_batch",
         "inference_files_per_batch",
         "max_batch_windows",
+        "files_per_shard",
         "top_k",
         "segments",
     ):
@@ -384,6 +402,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         files_per_batch=args.files_per_batch,
         inference_files_per_batch=args.inference_files_per_batch,
         max_batch_windows=args.max_batch_windows,
+        files_per_shard=args.files_per_shard,
         device=args.device,
         precision=args.precision,
         compile=args.compile,

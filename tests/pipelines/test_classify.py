@@ -168,7 +168,7 @@ def test_resume_skips_finished_files_and_recomputes_for_a_new_feature_config(loc
     from pipelines.classify import JobOptions, run_classification
 
     output = tmp_path / "resumable"
-    options = JobOptions(inputs=[str(corpus)], output=str(output), model=tiny_bundle, inference_files_per_batch=2)
+    options = JobOptions(inputs=[str(corpus)], output=str(output), model=tiny_bundle, files_per_shard=2)
     first = run_classification(options, progress=False)
     shards = sorted(output.glob("part-*.parquet"))
     assert len(shards) >= 3
@@ -240,3 +240,21 @@ def test_features_on_accelerator_and_the_spectrogram_cache_give_the_same_predict
                 assert rows[name]["windows"] == reference[name]["windows"]
     assert on_accelerator["pcm.wav"]["features_s"] > 0
     assert all(warm[n]["decode_s"] == 0 for n in names[:3]) and all(cold[n]["decode_s"] > 0 for n in names[:3])
+
+
+def test_plan_fuses_the_stages_without_gpus_and_gives_each_gpu_an_inference_actor():
+    from pipelines.classify import JobOptions, plan_resources
+
+    options = JobOptions(inputs=["in"], output="out")
+    cpu_only = plan_resources(options, {"CPU": 8})
+    assert cpu_only.fused and (cpu_only.cpu_actors, cpu_only.cpus_per_featurize_actor) == (8, 1.0)
+    assert (cpu_only.accelerator_actors, cpu_only.device, cpu_only.files_per_shard) == (0, "cpu", 64)
+
+    with_gpus = plan_resources(options, {"CPU": 16, "GPU": 2})
+    assert not with_gpus.fused and (with_gpus.accelerator_actors, with_gpus.gpus_per_actor) == (2, 1.0)
+    assert with_gpus.cpu_actors == 16 and with_gpus.files_per_shard == with_gpus.inference_files_per_batch == 64
+
+    forced_cpu = plan_resources(
+        JobOptions(inputs=["in"], output="out", device="cpu", cpu_actors=4), {"CPU": 16, "GPU": 2}
+    )
+    assert forced_cpu.fused and (forced_cpu.cpu_actors, forced_cpu.cpus_per_featurize_actor) == (4, 4.0)

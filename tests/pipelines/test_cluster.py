@@ -262,7 +262,7 @@ def test_a_stopped_job_resumes_without_duplicates_or_gaps(ray_head, tiny_bundle,
     expected = sorted(str(p) for p in inputs.rglob("*.wav"))
     output = tmp_path / "predictions"
     job_args = ["--input", str(inputs), "--output", str(output), "--model", tiny_bundle]
-    job_args += ["--files-per-batch", "2", "--inference-files-per-batch", "4"]
+    job_args += ["--files-per-batch", "2", "--files-per-shard", "4"]
 
     job_id = f"acousticsense-stop-{secrets.token_hex(4)}"
     t0 = time.perf_counter()
