@@ -6,7 +6,6 @@ never fails a block and every input file leaves exactly one row.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -16,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 import torch
 
@@ -25,7 +23,6 @@ from acousticsense import (
     LogMel,
     ModelBundle,
     WindowPredictor,
-    join_uri,
     load_bundle,
     open_binary,
     predict_file,
@@ -33,14 +30,11 @@ from acousticsense import (
 from acousticsense.cache import SpectrogramCache
 from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, PreparedAudio, StageError, segment_windows
 from acousticsense.inference import logits_per_file
-from acousticsense.storage import filesystem, is_remote
+from acousticsense.storage import is_remote
 from pipelines._metrics import metrics, observe_stages
 from pipelines._schema import FEATURES_SCHEMA, OUTPUT_SCHEMA, PAYLOAD_FIELDS, WINDOW_LOGITS_FIELD
 
 logger = logging.getLogger(__name__)
-
-SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
-
 
 _PAYLOAD_COLUMNS = tuple(name for name, _ in PAYLOAD_FIELDS)
 
@@ -302,56 +296,10 @@ class FeaturizeAndClassify:
         return self.classify(self.featurize(batch))
 
 
-class WriteShards:
-    """Writer stage: one Parquet shard per inference batch; returns its summary columns plus ``write_s``.
-
-    A small actor pool rather than tasks: a task with ``num_cpus=0`` gets a fresh worker process
-    whenever Ray has reaped the idle one, and each new worker imports torch again (measured: nine
-    worker starts, ~23 CPU-seconds, in a 200-file job on 2 cores).
-    """
-
-    def __init__(self, output_uri: str, storage_options: Mapping[str, Any]) -> None:
-        self.output_uri = output_uri
-        self.storage_options = dict(storage_options)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return write_shard(batch, self.output_uri, self.storage_options)
-
-
-def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any]) -> pa.Table:
-    """Write one Parquet shard under ``output_uri`` and return its summary columns plus ``write_s``.
-
-    Local shards are written under a temporary name and renamed, so a half-written file is never
-    mistaken for a complete one; an S3 object only appears once its upload completes.
-    """
-    t0 = time.perf_counter()
-    fs, root = filesystem(output_uri, storage_options)
-    # Named by content: a retried task rewrites the same shard instead of adding a duplicate one, while
-    # the same files under another model version or feature config get shards of their own.
-    first = batch.slice(0, 1).to_pylist()[0] if batch.num_rows else {}
-    key = [first.get("model_version") or "", first.get("feature_hash") or "", *batch.column("path").to_pylist()]
-    name = f"part-{hashlib.sha256(chr(0).join(key).encode()).hexdigest()[:24]}.parquet"
-    final = join_uri(root, name)
-    if is_remote(output_uri):
-        with fs.open(final, "wb") as f:
-            pq.write_table(batch, f, compression="zstd")
-    else:
-        temporary = join_uri(root, f".{name}.inprogress")
-        pq.write_table(batch, temporary, compression="zstd")
-        os.replace(temporary, final)
-    write_s = time.perf_counter() - t0
-    summary = batch.select(list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"])
-    per_file = write_s / max(1, batch.num_rows)
-    observe_stages({"write": per_file})
-    return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
-
-
 __all__ = [
     "AcousticSenseError",
     "ClassifyWindows",
     "FeaturizeAndClassify",
     "FeaturizeFiles",
-    "WriteShards",
     "job_bundle",
-    "write_shard",
 ]

@@ -30,8 +30,9 @@ from ray.data import ActorPoolStrategy
 
 from acousticsense import AcousticSenseError, list_files
 from acousticsense.storage import check_writable, filesystem, is_remote, join_uri
-from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, WriteShards, job_bundle
+from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
+from pipelines._write import WriteShards
 
 __all__ = ["JobOptions", "run_classification", "main"]
 

@@ -258,3 +258,9 @@ def test_plan_fuses_the_stages_without_gpus_and_gives_each_gpu_an_inference_acto
         JobOptions(inputs=["in"], output="out", device="cpu", cpu_actors=4), {"CPU": 16, "GPU": 2}
     )
     assert forced_cpu.fused and (forced_cpu.cpu_actors, forced_cpu.cpus_per_featurize_actor) == (4, 4.0)
+
+
+def test_the_writer_stage_imports_without_torch():
+    code = "import sys, pipelines._write; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
