@@ -32,7 +32,7 @@ def _stage_of(process: psutil.Process) -> str | None:
         title = " ".join(process.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    for stage in ("FeaturizeFiles", "ClassifyWindows"):
+    for stage in ("FeaturizeAndClassify", "FeaturizeFiles", "ClassifyWindows", "WriteShards"):
         if f"MapBatches({stage})" in title:
             return stage
     return None
