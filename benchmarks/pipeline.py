@@ -5,7 +5,8 @@
     python -m benchmarks.pipeline --repeat 5            # each track under 5 names: 1,000 inputs, both sides
 
 (a) baseline: per file, full ``librosa.load(sr=22050, mono=True)`` -> melspectrogram -> power_to_db(ref=max) ->
-    min-max -> centre crop / tile to one window -> batch-1 fp32 forward of the same model, one file after another.
+    min-max -> centre crop / tile to one window -> batch-1 fp32 forward of the same model (one torch thread),
+    one file after another.
 (b) pipeline: ``python -m pipelines.classify`` in a subprocess, Ray start-up included.
 Featurization floor: per file, seeked decode + resample + STFT/mel alone vs ``ExcerptFeaturizer`` (the CPU stage's
 work) in one process, one thread.
@@ -83,6 +84,10 @@ def naive_baseline(paths: list[Path], bundle) -> tuple[float, dict[str, float]]:
 
     model = bundle.build_model()
     feats = bundle.features
+    # One thread: with torch's default two on this 2-core VM, the batch-1 forward after librosa's NumPy work
+    # took 11-34 ms instead of 2 ms, varying run to run (thread wake-ups). One thread is steady, and the
+    # faster baseline is the conservative one for the speedup.
+    torch.set_num_threads(1)
     stages = {"load": 0.0, "mel": 0.0, "preprocess": 0.0, "inference": 0.0}
     librosa.feature.melspectrogram(y=np.zeros(4096, np.float32), sr=22050)  # numba JIT outside the timing
     started = time.perf_counter()
