@@ -393,6 +393,13 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _peak_memory_mib(device: torch.device) -> float | None:
+    """Peak memory torch allocated on ``device`` since the last reset; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def _short(exc: BaseException, limit: int = 400) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -505,11 +512,15 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print) 
                     continue
                 try:
                     torch.manual_seed(args.seed)
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(device)
                     x = torch.randn(batch, features.n_mels, features.window_frames, device=device)
                     x = x.to(predictor.dtype)
                     with torch.inference_mode():
                         row.update(_time_forward(predictor.model, x, device, args.warmup, args.iters, args.min_time_s))
                     row["status"] = "ok"
+                    # Weights + this batch's input and activations (+ compile workspaces): what one batch costs.
+                    row["peak_gpu_mib"] = _peak_memory_mib(device)
                 except Exception as exc:  # OOM, compile failures, missing kernels
                     if _is_oom(exc):
                         row.update(status="oom", error=_short(exc, 200))
@@ -630,7 +641,8 @@ def _row_line(row: dict[str, Any]) -> str:
     name = f"{row['precision']:<5} compile={'on ' if row['compile'] else 'off'} batch={row['batch_size']:<5}"
     if row["status"] != "ok":
         return f"  {name} {row['status']}: {row.get('error', '')}"
-    return f"  {name} {row['windows_per_s']:>10.1f} windows/s  p50 {row['p50_ms']:.2f} ms"
+    memory = "" if row.get("peak_gpu_mib") is None else f"  peak {row['peak_gpu_mib']:.0f} MiB"
+    return f"  {name} {row['windows_per_s']:>10.1f} windows/s  p50 {row['p50_ms']:.2f} ms{memory}"
 
 
 def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
@@ -675,7 +687,7 @@ def format_report(result: dict[str, Any]) -> str:
     for r in result["results"]:
         base = [r["precision"], "on" if r["compile"] else "off", str(r["batch_size"])]
         if r["status"] != "ok":
-            lines.append(base + [r["status"], "-", "-", "-", "-", "-", "-", "-"])
+            lines.append(base + [r["status"], "-", "-", "-", "-", "-", "-", "-", "-"])
             continue
         share = f"{r['share_of_ceiling'] * 100:.1f}" if "share_of_ceiling" in r else "-"
         first = f"{r['first_call_s']:.2f}"
@@ -690,6 +702,7 @@ def format_report(result: dict[str, Any]) -> str:
                 share,
                 first,
                 "-" if r.get("loadavg_1m") is None else f"{r['loadavg_1m']:.1f}",
+                "-" if r.get("peak_gpu_mib") is None else f"{r['peak_gpu_mib']:.0f}",
             ]
         )
     parts.append(
@@ -706,6 +719,7 @@ def format_report(result: dict[str, Any]) -> str:
                 "% ceiling",
                 "1st s",
                 "load",
+                "GPU MiB",
             ],
             lines,
         )
@@ -719,7 +733,8 @@ def format_report(result: dict[str, Any]) -> str:
         parts.append(f"  {p['status']}: {where}: {p['error']}")
     parts.append(
         "  (windows/s: batches x size / wall time; w/s@p50: size / median latency, robust to other load;"
-        " 1st s: the untimed first forward, with compile on the compile time; load: 1-min load average after it)"
+        " 1st s: the untimed first forward, with compile on the compile time; load: 1-min load average after it;"
+        " GPU MiB: peak torch allocation during that batch size's runs, weights included)"
     )
     compiled = [v for v in result["variants"] if v["compile"] and v["status"] == "ok"]
     for v in compiled:
