@@ -70,12 +70,35 @@ def test_short_cpu_run_writes_the_json(tmp_path, capsys):
         assert row["status"] == "ok", row
         assert row["windows_per_s"] > 0 and row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"]
         assert row["iters"] >= 2 and row["share_of_ceiling"] > 0
+        assert row["peak_gpu_mib"] is None  # CPU: no device allocator to read
 
     parity = result["parity"]
     assert {(p["precision"], p["inputs"]) for p in parity} == {("int8", "music"), ("int8", "normal")}
     for p in parity:
         assert 0.0 <= p["top1_agreement_pct"] <= 100.0
         assert 0.0 <= p["max_abs_prob_diff"] <= 1.0 and p["windows"] == 16 and p["finite"]
+
+
+@pytest.mark.requires_cuda
+def test_cuda_rows_report_peak_gpu_memory_that_grows_with_the_batch(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = [
+        "--device",
+        "cuda",
+        "--preset",
+        "tiny",
+        "--batch-sizes",
+        "1,256",
+        "--precisions",
+        "fp16",
+        "--compile",
+        "off",
+    ]
+    argv += ["--iters", "2", "--warmup", "1", "--min-time-s", "0", "--parity-windows", "16", "--json", str(out)]
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert 0 < rows[0]["peak_gpu_mib"] < rows[1]["peak_gpu_mib"]
 
 
 def test_unrunnable_combinations_are_reported_not_fatal(tmp_path, monkeypatch, capsys):
