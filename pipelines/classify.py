@@ -346,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--features-on",
         default="cpu",
-        choices=["cpu", "accelerator"],
-        help="where STFT + mel run: CPU actors (default), or the inference actors (CPU actors then only decode)",
+        choices=["cpu", "accelerator", "gpu"],
+        help="where STFT + mel run: CPU actors (default), or the inference actors (CPU actors then only decode);"
+        " 'gpu' is another name for 'accelerator'",
     )
     p.add_argument("--cache", metavar="URI", help="spectrogram cache (folder or URI): unchanged files skip features")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)")
@@ -417,7 +418,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,
         resume=args.resume,
-        features_on=args.features_on,
+        features_on="accelerator" if args.features_on == "gpu" else args.features_on,
         cache=args.cache,
     )
 

@@ -264,3 +264,14 @@ def test_the_writer_stage_imports_without_torch():
     code = "import sys, pipelines._write; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_features_on_gpu_is_the_accelerator_placement():
+    from pipelines.classify import build_parser, options_from_args
+
+    def parsed(*flags: str):
+        return options_from_args(build_parser().parse_args(["--input", "in", "--output", "out", *flags]))
+
+    assert parsed("--features-on", "gpu").features_on == "accelerator"
+    assert parsed("--features-on", "accelerator").features_on == "accelerator"
+    assert parsed().features_on == "cpu"
