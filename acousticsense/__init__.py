@@ -3,8 +3,8 @@
 Plain Python and PyTorch; no Ray. The batch job (``pipelines/``) and the service (``serving/``)
 wire these callables together.
 
-Names are imported on first use (PEP 562), so ``import acousticsense.storage`` (the batch writer,
-the CLI's argument parsing) does not pay for torch.
+Names are imported on first use (PEP 562), so ``import acousticsense.storage`` (what the batch
+writer's worker needs) does not pay for torch.
 """
 
 from __future__ import annotations

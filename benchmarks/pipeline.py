@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--job-args", default="", help="extra flags for pipelines.classify, e.g. '--cpu-actors 2'")
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if args.repeat > 1 and "--cache" in args.job_args.split():
+        p.error("--repeat lists the same tracks again, so --cache would turn the repeats into cache hits")
 
     t0 = time.perf_counter()
     tracks = make_corpus(args.corpus, args.tracks)

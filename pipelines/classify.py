@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -35,6 +36,8 @@ from pipelines._summary import JobSummary, summarize
 from pipelines._write import WriteShards
 
 __all__ = ["JobOptions", "run_classification", "main"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,8 +69,17 @@ class JobOptions:
     overwrite: bool = False
     resume: bool = False
     keep_window_logits: bool = False  # evaluation only: adds a window_logits column
-    features_on: str = "cpu"  # or "accelerator": STFT + mel in the inference stage
+    features_on: str = "cpu"  # or "accelerator" (alias "gpu"): STFT + mel in the inference stage
     cache: str | None = None  # spectrogram cache URI
+
+    def __post_init__(self) -> None:
+        if self.features_on == "gpu":
+            self.features_on = "accelerator"
+        if self.features_on not in ("cpu", "accelerator"):
+            raise ValueError(f"features_on must be 'cpu', 'accelerator' or 'gpu', got {self.features_on!r}")
+        if self.cache and self.features_on == "accelerator":
+            # The cache stores windows made on the CPU actors; with this placement they are made later.
+            raise ValueError("--cache needs --features-on cpu: the cache stores windows made by the CPU actors")
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -118,6 +130,11 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
             device=options.device,
         )
     # CPU only: each actor featurizes its files and classifies them (FeaturizeAndClassify), one per core.
+    ignored = [
+        f"--{n.replace('_', '-')}" for n in ("accelerator_actors", "inference_files_per_batch") if getattr(options, n)
+    ]
+    if ignored:
+        logger.warning("no GPUs: inference runs inside the CPU actors, so %s do(es) not apply", ", ".join(ignored))
     cpu_actors = options.cpu_actors or cpus
     return _Plan(
         fused=True,
@@ -240,13 +257,14 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
             num_cpus=plan.cpus_per_accelerator_actor,
             num_gpus=plan.gpus_per_actor or None,
         )
-    # Writing is light I/O: one long-lived actor that holds no CPU, so it never waits for one the pools hold.
+    # Writing is light I/O: long-lived actors that hold no CPU, so they never wait for one the pools hold.
+    # One is enough for a small cluster; object-store uploads on a big one get up to one per 16 CPU actors.
     ds = ds.map_batches(
         WriteShards,
         fn_constructor_args=(options.output, options.storage_options),
         batch_size=plan.files_per_shard,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=1),
+        compute=ActorPoolStrategy(min_size=1, max_size=max(1, math.ceil(cpu_pool / 16))),
         num_cpus=0,
     )
     return list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
@@ -340,7 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files-per-batch", type=int, default=4, help="files per featurization call (default 4)")
     p.add_argument("--inference-files-per-batch", type=int, help="files per inference call on GPUs (default 64)")
     p.add_argument("--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)")
-    p.add_argument("--files-per-shard", type=int, help="rows per Parquet shard, the unit --resume keeps (default: 64)")
+    p.add_argument(
+        "--files-per-shard",
+        type=int,
+        help="rows per Parquet shard, the unit --resume keeps (default: the GPU inference batch, 64)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
     p.add_argument(
@@ -418,7 +440,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,
         resume=args.resume,
-        features_on="accelerator" if args.features_on == "gpu" else args.features_on,
+        features_on=args.features_on,
         cache=args.cache,
     )
 
@@ -440,8 +462,8 @@ def connect_ray() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = options_from_args(args)
     try:
+        options = options_from_args(args)
         connect_ray()
         summary = run_classification(options, progress=not args.no_progress)
     except (AcousticSenseError, OSError, ValueError) as e:

@@ -365,3 +365,12 @@ def test_excerpt_featurizer_tags_decode_failures(tmp_path, payload, message):
 
     assert info.value.stage == "decode"
     assert isinstance(info.value, AcousticSenseError)
+
+
+def test_the_module_follows_a_dtype_change():
+    # The sparse CPU filterbank is a cached copy: after .double() it must be rebuilt, not mixed with float64 power.
+    signal = torch.from_numpy(make_signal(DEFAULT.sample_rate_hz, 1.0, 0))
+    single = LogMel(DEFAULT)(signal)
+    double = LogMel(DEFAULT).double()(signal.double())
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, rtol=0, atol=1e-3)

@@ -267,7 +267,7 @@ def test_the_writer_stage_imports_without_torch():
 
 
 def test_features_on_gpu_is_the_accelerator_placement():
-    from pipelines.classify import build_parser, options_from_args
+    from pipelines.classify import JobOptions, build_parser, options_from_args
 
     def parsed(*flags: str):
         return options_from_args(build_parser().parse_args(["--input", "in", "--output", "out", *flags]))
@@ -275,3 +275,8 @@ def test_features_on_gpu_is_the_accelerator_placement():
     assert parsed("--features-on", "gpu").features_on == "accelerator"
     assert parsed("--features-on", "accelerator").features_on == "accelerator"
     assert parsed().features_on == "cpu"
+    assert JobOptions(inputs=["in"], output="out", features_on="gpu").features_on == "accelerator"
+    with pytest.raises(ValueError, match="--cache needs --features-on cpu"):
+        parsed("--features-on", "gpu", "--cache", "cache/")  # that cache would never fill: refused
+    with pytest.raises(ValueError, match="features_on"):
+        JobOptions(inputs=["in"], output="out", features_on="tpu")
