@@ -33,6 +33,10 @@ def metrics() -> dict[str, Counter | Gauge | Histogram]:
             _BATCH_BOUNDARIES,
         ),
         "queue_files": Gauge("acousticsense_queue_files", "Files in the inference call being processed."),
+        "gpu_peak_memory": Gauge(
+            "acousticsense_gpu_peak_memory_bytes",
+            "Peak GPU memory torch allocated during the actor's last inference call (GPU actors only).",
+        ),
     }
 
 

@@ -210,9 +210,14 @@ class ClassifyWindows:
                     continue
             ok.append(i)
             windows.append(file_windows)
+        on_gpu = self.predictor.device.type == "cuda"
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(self.predictor.device)
         t0 = time.perf_counter()
         logits = logits_per_file(self.predictor, windows)
         seconds_per_window = (time.perf_counter() - t0) / max(1, sum(w.shape[0] for w in windows))
+        if on_gpu:  # weights + this call's batches: what --max-batch-windows costs on this GPU
+            metrics()["gpu_peak_memory"].set(torch.cuda.max_memory_allocated(self.predictor.device))
         now = datetime.now(timezone.utc)
         labels = self.bundle.labels
         for i, file_logits in zip(ok, logits):

@@ -36,6 +36,7 @@ METRICS = {
     "acousticsense_predictions_total": "counter",
     "acousticsense_inference_batch_windows": "histogram",
     "acousticsense_queue_files": "gauge",
+    "acousticsense_gpu_peak_memory_bytes": "gauge",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
