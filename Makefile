@@ -40,9 +40,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Regenerates the committed demo bundle (a few minutes on 2 cores).
+# Regenerates the committed synthetic-tiny bundle (a few minutes on 2 cores).
 train-demo: install
-	$(BIN)/python -m acousticsense.demo.train --output acousticsense/demo/bundle
+	$(BIN)/python -m acousticsense.demo.train --output acousticsense/bundles/synthetic-tiny
 
 # Local stack: SeaweedFS (S3 on 127.0.0.1:8333) and a Ray head (dashboard :8265, metrics :8080).
 stack-up: install

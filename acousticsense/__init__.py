@@ -1,4 +1,4 @@
-"""AcousticSense core: audio excerpts -> log-mel windows -> ViT classifier -> per-file predictions.
+"""AcousticSense core: audio excerpts -> spectrogram windows -> a registered model family -> per-file predictions.
 
 Plain Python and PyTorch; no Ray. The batch job (``pipelines/``) and the service (``serving/``)
 wire these callables together.
@@ -27,18 +27,29 @@ if TYPE_CHECKING:
     )
     from acousticsense.bundle import (
         BUNDLE_FORMAT,
+        DEFAULT_BUNDLE,
+        NAMED_BUNDLES,
         ModelBundle,
         default_bundle_uri,
         load_bundle,
+        resolve_bundle_uri,
         save_bundle,
         write_bundle,
     )
-    from acousticsense.config import GENRES, MODEL_PRESETS, FeatureConfig, ModelConfig, PostprocessConfig
+    from acousticsense.config import GENRES, FeatureConfig, HeadConfig, PostprocessConfig
     from acousticsense.errors import AcousticSenseError, AudioDecodeError, BundleError, ConfigError
-    from acousticsense.features import LogMel, featurize, frame_windows, log_mel, mel_filterbank
+    from acousticsense.features import LogMel, featurize, frame_windows, front_end, log_mel, mel_filterbank
     from acousticsense.inference import WindowPredictor, resolve_precision, select_device
-    from acousticsense.model import WindowClassifier, model_config_for
-    from acousticsense.postprocess import FilePrediction, aggregate, predict_file, softmax, top_k
+    from acousticsense.models import (
+        MODEL_PRESETS,
+        ModelConfig,
+        MusicnnConfig,
+        ViTConfig,
+        WindowClassifier,
+        build_model,
+        model_config_for,
+    )
+    from acousticsense.postprocess import FilePrediction, OutputHead, aggregate, predict_file, sigmoid, softmax, top_k
     from acousticsense.storage import join_uri, list_files, open_binary
 
 __version__ = "0.1.0"
@@ -51,6 +62,16 @@ _EXPORTS = {
     "AudioDecodeError": "acousticsense.errors",
     "AudioInfo": "acousticsense.audio",
     "BUNDLE_FORMAT": "acousticsense.bundle",
+    "build_model": "acousticsense.models",
+    "DEFAULT_BUNDLE": "acousticsense.bundle",
+    "front_end": "acousticsense.features",
+    "HeadConfig": "acousticsense.config",
+    "MusicnnConfig": "acousticsense.models",
+    "NAMED_BUNDLES": "acousticsense.bundle",
+    "OutputHead": "acousticsense.postprocess",
+    "resolve_bundle_uri": "acousticsense.bundle",
+    "sigmoid": "acousticsense.postprocess",
+    "ViTConfig": "acousticsense.models",
     "BundleError": "acousticsense.errors",
     "choose_excerpt": "acousticsense.audio",
     "choose_segments": "acousticsense.audio",
@@ -71,10 +92,10 @@ _EXPORTS = {
     "log_mel": "acousticsense.features",
     "LogMel": "acousticsense.features",
     "mel_filterbank": "acousticsense.features",
-    "model_config_for": "acousticsense.model",
-    "MODEL_PRESETS": "acousticsense.config",
+    "model_config_for": "acousticsense.models",
+    "MODEL_PRESETS": "acousticsense.models",
     "ModelBundle": "acousticsense.bundle",
-    "ModelConfig": "acousticsense.config",
+    "ModelConfig": "acousticsense.models",
     "open_binary": "acousticsense.storage",
     "PostprocessConfig": "acousticsense.config",
     "predict_file": "acousticsense.postprocess",
@@ -85,13 +106,23 @@ _EXPORTS = {
     "select_device": "acousticsense.inference",
     "softmax": "acousticsense.postprocess",
     "top_k": "acousticsense.postprocess",
-    "WindowClassifier": "acousticsense.model",
+    "WindowClassifier": "acousticsense.models",
     "WindowPredictor": "acousticsense.inference",
     "write_bundle": "acousticsense.bundle",
 }
 
 __all__ = [
     "AcousticSenseError",
+    "DEFAULT_BUNDLE",
+    "HeadConfig",
+    "MusicnnConfig",
+    "NAMED_BUNDLES",
+    "OutputHead",
+    "ViTConfig",
+    "build_model",
+    "front_end",
+    "resolve_bundle_uri",
+    "sigmoid",
     "AudioDecodeError",
     "AudioInfo",
     "BUNDLE_FORMAT",

@@ -17,9 +17,8 @@ from acousticsense.errors import ConfigError
 __all__ = [
     "GENRES",
     "FeatureConfig",
-    "ModelConfig",
+    "HeadConfig",
     "PostprocessConfig",
-    "MODEL_PRESETS",
     "config_from_dict",
 ]
 
@@ -45,6 +44,8 @@ GENRES: tuple[str, ...] = (
 
 ExcerptPolicy = Literal["middle", "start"]
 Enhancement = Literal["none", "denoise", "compress", "both"]
+FrontEnd = Literal["log_mel_db", "log_compressed_mel", "kaldi_fbank"]
+Activation = Literal["softmax", "sigmoid"]
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,32 @@ class FeatureConfig:
     """The audio contract: how bytes become the model's input windows.
 
     A file is decoded to an excerpt of ``excerpt_s`` seconds (the whole file when shorter), downmixed
-    to mono, resampled to ``sample_rate_hz``, turned into a log-mel spectrogram (dB) normalised with
-    ``norm_mean_db`` / ``norm_std_db``, and cut into windows of ``window_frames`` frames that cover
-    the whole excerpt. With ``segments > 1``, that many excerpts spread over the track are analysed.
-    ``enhance`` adds dynamic range compression (on the waveform) and/or spectral subtraction (on the
-    power spectrogram); ``rules`` computes music descriptors that reweight classes (heuristics, off by
+    to mono, resampled to ``sample_rate_hz``, turned into a spectrogram by the ``front_end``, normalised
+    as ``(x - norm_mean) / norm_std``, and cut into windows of ``window_frames`` frames that cover the
+    whole excerpt. Front ends (all ``(n_mels, frames)``; the model family decides which it was trained on):
+
+    - ``log_mel_db``: Slaney mel power of centred STFT frames, ``10 * log10(max(mel, amin))`` (librosa's
+      ``melspectrogram`` + ``power_to_db``); the ``vit`` models.
+    - ``log_compressed_mel``: the same mel power, ``log10(1 + compression_gain * mel)`` in float32
+      (musicnn's "logC" input).
+    - ``kaldi_fbank``: Kaldi-style log filterbank (``win_length``-sample frames, no centring, DC removal,
+      pre-emphasis, Kaldi mel scale), as AST's feature extractor computes it.
+
+    With ``segments > 1``, that many excerpts spread over the track are analysed. ``enhance`` adds
+    dynamic range compression (on the waveform) and/or spectral subtraction (on the power
+    spectrogram); ``rules`` computes music descriptors that reweight genres (heuristics, off by
     default: see ``acousticsense.rules``).
     """
 
     sample_rate_hz: int = 22050
     n_fft: int = 1024
     hop_length: int = 256
+    win_length: int | None = None  # samples per analysis frame; None: n_fft
     n_mels: int = 128
     f_min_hz: float = 0.0
     f_max_hz: float | None = None
+    front_end: FrontEnd = "log_mel_db"
+    compression_gain: float = 10000.0  # log_compressed_mel only
     window_frames: int = 224
     excerpt_s: float = 30.0
     excerpt_policy: ExcerptPolicy = "middle"
@@ -74,23 +87,29 @@ class FeatureConfig:
     rules: bool = False
     min_duration_s: float = 1.0
     amin: float = 1e-10
-    norm_mean_db: float = -40.0
-    norm_std_db: float = 20.0
+    norm_mean: float = -40.0
+    norm_std: float = 20.0
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate_hz >= 8000, "sample_rate_hz must be >= 8000")
-        _check(self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0, "n_fft must be a power of 2")
-        _check(0 < self.hop_length <= self.n_fft, "hop_length must be in (0, n_fft]")
-        _check(self.n_mels > 0, "n_mels must be positive")
+        check(self.sample_rate_hz >= 8000, "sample_rate_hz must be >= 8000")
+        check(self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0, "n_fft must be a power of 2")
+        check(0 < self.hop_length <= self.n_fft, "hop_length must be in (0, n_fft]")
+        check(self.n_mels > 0, "n_mels must be positive")
         f_max = self.f_max_hz if self.f_max_hz is not None else self.sample_rate_hz / 2
-        _check(0 <= self.f_min_hz < f_max <= self.sample_rate_hz / 2, "need 0 <= f_min < f_max <= sr/2")
-        _check(self.window_frames > 0, "window_frames must be positive")
-        _check(self.excerpt_s > 0, "excerpt_s must be positive")
-        _check(self.excerpt_policy in ("middle", "start"), "excerpt_policy must be 'middle' or 'start'")
-        _check(self.segments >= 1, "segments must be >= 1")
-        _check(self.enhance in ("none", "denoise", "compress", "both"), "enhance must be none/denoise/compress/both")
-        _check(0 < self.min_duration_s <= self.excerpt_s, "min_duration_s must be in (0, excerpt_s]")
-        _check(self.norm_std_db > 0, "norm_std_db must be positive")
+        check(0 <= self.f_min_hz < f_max <= self.sample_rate_hz / 2, "need 0 <= f_min < f_max <= sr/2")
+        check(self.window_frames > 0, "window_frames must be positive")
+        check(self.excerpt_s > 0, "excerpt_s must be positive")
+        check(self.excerpt_policy in ("middle", "start"), "excerpt_policy must be 'middle' or 'start'")
+        check(self.segments >= 1, "segments must be >= 1")
+        check(self.enhance in ("none", "denoise", "compress", "both"), "enhance must be none/denoise/compress/both")
+        check(0 < self.min_duration_s <= self.excerpt_s, "min_duration_s must be in (0, excerpt_s]")
+        check(self.norm_std > 0, "norm_std must be positive")
+        check(
+            self.front_end in ("log_mel_db", "log_compressed_mel", "kaldi_fbank"),
+            f"unknown front_end {self.front_end!r}",
+        )
+        check(self.win_length is None or 0 < self.win_length <= self.n_fft, "win_length must be in (0, n_fft]")
+        check(self.compression_gain > 0, "compression_gain must be positive")
 
     @property
     def frames_per_second(self) -> float:
@@ -108,28 +127,27 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Dimensions of the ViT audio classifier (AST-style patches over the mel image)."""
+class HeadConfig:
+    """What the model's outputs mean, and how they become genres.
 
-    n_mels: int = 128
-    window_frames: int = 224
-    patch_size: int = 16
-    dim: int = 64
-    depth: int = 4
-    heads: int = 2
-    mlp_ratio: float = 4.0
-    n_classes: int = len(GENRES)
-    dropout: float = 0.0
+    ``activation`` is ``softmax`` for single-label models (one class per window) and ``sigmoid`` for
+    multi-label taggers (each label scored on its own, e.g. musicnn's 50 tags). ``genres`` maps each
+    genre to the labels that speak for it (``{"Rock": ("rock", "hard rock", …)}``); a genre's score is
+    the largest of its labels' sigmoid scores, or the sum of their softmax probabilities. ``None`` means
+    the labels are the genres. Labels in no genre (moods, decades, instruments) still appear as tags.
+    """
+
+    activation: Activation = "softmax"
+    genres: dict[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
-        _check(self.n_mels % self.patch_size == 0, "n_mels must be divisible by patch_size")
-        _check(self.window_frames % self.patch_size == 0, "window_frames must be divisible by patch_size")
-        _check(self.dim % self.heads == 0, "dim must be divisible by heads")
-        _check(self.depth > 0 and self.n_classes > 1, "depth must be positive and n_classes > 1")
-
-    @property
-    def n_patches(self) -> int:
-        return (self.n_mels // self.patch_size) * (self.window_frames // self.patch_size)
+        check(self.activation in ("softmax", "sigmoid"), "activation must be 'softmax' or 'sigmoid'")
+        if self.genres is not None:
+            # Sorted by name: the canonical order, the same before and after a round trip through bundle.json.
+            canonical = {str(g): tuple(tags) for g, tags in sorted(self.genres.items())}
+            object.__setattr__(self, "genres", canonical)
+            check(len(self.genres) >= 2, "a genre mapping needs at least two genres")
+            check(all(self.genres.values()), "every genre needs at least one label")
 
 
 @dataclass(frozen=True)
@@ -143,23 +161,15 @@ class PostprocessConfig:
     aggregation: Literal["mean", "vote"] = "mean"
 
     def __post_init__(self) -> None:
-        _check(self.temperature > 0, "temperature must be positive")
-        _check(self.top_k >= 1, "top_k must be >= 1")
-        _check(0.0 <= self.review_threshold <= 1.0, "review_threshold must be in [0, 1]")
-        _check(
+        check(self.temperature > 0, "temperature must be positive")
+        check(self.top_k >= 1, "top_k must be >= 1")
+        check(0.0 <= self.review_threshold <= 1.0, "review_threshold must be in [0, 1]")
+        check(
             self.review_metric in ("entropy", "margin", "variation_ratio"),
             "review_metric must be 'entropy', 'margin' or 'variation_ratio'",
         )
-        _check(self.aggregation in ("mean", "vote"), "aggregation must be 'mean' or 'vote'")
+        check(self.aggregation in ("mean", "vote"), "aggregation must be 'mean' or 'vote'")
 
-
-# Presets take the feature geometry (n_mels, window_frames) from the FeatureConfig they are paired with.
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    # CPU-friendly: all windows of a 30 s excerpt cost less than featurizing it on one core.
-    "tiny": dict(patch_size=16, dim=64, depth=4, heads=2, mlp_ratio=4.0),
-    "small": dict(patch_size=16, dim=192, depth=12, heads=3, mlp_ratio=4.0),  # ViT-Ti sizes
-    "base": dict(patch_size=16, dim=768, depth=12, heads=12, mlp_ratio=4.0),  # ViT-B/16 sizes
-}
 
 T = TypeVar("T")
 
@@ -173,6 +183,6 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**data)
 
 
-def _check(ok: bool, message: str) -> None:
+def check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)

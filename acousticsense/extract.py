@@ -13,7 +13,7 @@ from acousticsense.audio import AudioSource, decode_segments, downmix, resample
 from acousticsense.config import FeatureConfig
 from acousticsense.enhance import compress_dynamic_range
 from acousticsense.errors import AcousticSenseError, ConfigError
-from acousticsense.features import LogMel, featurize
+from acousticsense.features import FbankFrontEnd, LogMel, featurize, front_end
 
 __all__ = ["PreparedAudio", "FeaturizedAudio", "StageError", "ExcerptFeaturizer", "segment_windows"]
 
@@ -71,7 +71,9 @@ class StageError(AcousticSenseError):
         self.stage = stage
 
 
-def segment_windows(segments: list[np.ndarray] | list[torch.Tensor], log_mel: LogMel) -> tuple[np.ndarray, list[int]]:
+def segment_windows(
+    segments: list[np.ndarray] | list[torch.Tensor], log_mel: LogMel | FbankFrontEnd
+) -> tuple[np.ndarray, list[int]]:
     """Log-mel windows of every segment, concatenated, on ``log_mel``'s device.
 
     Returns:
@@ -105,7 +107,7 @@ class ExcerptFeaturizer:
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self.config = config
-        self.log_mel = LogMel(config)
+        self.log_mel = front_end(config)
         self.labels = tuple(labels or ())
         if config.rules:
             if not self.labels:

@@ -1,12 +1,15 @@
-"""Log-mel spectrograms and model-sized windows.
+"""Spectrogram front ends and model-sized windows.
 
-``LogMel`` is an ``nn.Module`` holding its STFT window and mel filterbank as buffers, so the same
-object runs on a CPU actor or on the accelerator. It matches ``librosa.feature.melspectrogram`` (Slaney
-mel scale and normalisation, centred frames, zero padding) followed by ``power_to_db(ref=1.0)``.
+Each front end is an ``nn.Module`` holding its window and filterbank as buffers, so the same object
+runs on a CPU actor or on the accelerator; :func:`front_end` builds the one a :class:`FeatureConfig`
+names. ``LogMel`` matches ``librosa.feature.melspectrogram`` (Slaney mel scale and normalisation,
+centred frames, zero padding) followed by ``power_to_db(ref=1.0)`` (``log_mel_db``) or by musicnn's
+``log10(1 + 10000 * mel)`` (``log_compressed_mel``); ``FbankFrontEnd`` is AST's Kaldi filterbank.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -15,8 +18,18 @@ from torch import Tensor, nn
 
 from acousticsense.config import FeatureConfig
 from acousticsense.enhance import spectral_subtraction
+from acousticsense.fbank import KaldiFbank, n_fbank_frames
 
-__all__ = ["mel_filterbank", "LogMel", "log_mel", "frame_windows", "n_frames", "featurize"]
+__all__ = [
+    "mel_filterbank",
+    "LogMel",
+    "FbankFrontEnd",
+    "front_end",
+    "log_mel",
+    "frame_windows",
+    "n_frames",
+    "featurize",
+]
 
 
 def mel_filterbank(
@@ -54,21 +67,28 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 class LogMel(nn.Module):
-    """Waveform -> normalised log-mel spectrogram.
+    """Waveform -> normalised log-mel spectrogram (front ends ``log_mel_db`` and ``log_compressed_mel``).
 
     Args:
-        config: the feature config (sample rate, FFT size, hop, mel bands, normalisation).
-        normalize: subtract ``norm_mean_db`` and divide by ``norm_std_db`` (what the model sees).
+        config: the feature config (sample rate, FFT size, hop, mel bands, compression, normalisation).
+        normalize: subtract ``norm_mean`` and divide by ``norm_std`` (what the model sees).
     """
 
     def __init__(self, config: FeatureConfig, normalize: bool = True) -> None:
         super().__init__()
+        if config.front_end not in ("log_mel_db", "log_compressed_mel"):
+            raise ValueError(f"LogMel computes log_mel_db or log_compressed_mel, not {config.front_end!r}")
         self.config = config
         self.normalize = normalize
-        self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
+        win_length = config.win_length or config.n_fft
+        self.register_buffer("window", torch.hann_window(win_length, periodic=True), persistent=False)
         fb = mel_filterbank(config.sample_rate_hz, config.n_fft, config.n_mels, config.f_min_hz, config.f_max_hz)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
         self._sparse = _to_csr(self.filterbank)
+
+    @property
+    def device(self) -> torch.device:
+        return self.window.device
 
     def _sparse_filterbank(self) -> Tensor:
         """The filterbank as CSR, rebuilt if the module moved or changed dtype since (``.to``, ``.double``)."""
@@ -80,8 +100,8 @@ class LogMel(nn.Module):
         """Args: waveform: float32 ``(..., samples)`` mono at ``config.sample_rate_hz``.
 
         Returns:
-            float32 ``(..., n_mels, frames)`` with ``frames = 1 + samples // hop_length``; dB
-            (``10 * log10(power)``), normalised when ``normalize``.
+            float32 ``(..., n_mels, frames)`` with ``frames = 1 + samples // hop_length``: dB
+            (``10 * log10(mel)``) or ``log10(1 + compression_gain * mel)``, normalised when ``normalize``.
         """
         cfg = self.config
         shape = waveform.shape
@@ -90,6 +110,7 @@ class LogMel(nn.Module):
             flat,
             n_fft=cfg.n_fft,
             hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
             window=self.window,
             center=True,
             pad_mode="constant",
@@ -104,10 +125,62 @@ class LogMel(nn.Module):
             mel = (self._sparse_filterbank() @ power[0]).unsqueeze(0)
         else:
             mel = torch.matmul(self.filterbank, power)
-        db = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin))
+        if cfg.front_end == "log_compressed_mel":
+            # float32 throughout: musicnn's own code casts the mel to float16 first, where power > 6.55
+            # overflows to inf and every tag becomes NaN.
+            out = torch.log1p(cfg.compression_gain * mel.float()) / math.log(10.0)
+        else:
+            out = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin))
         if self.normalize:
-            db = (db - cfg.norm_mean_db) / cfg.norm_std_db
-        return db.reshape(*shape[:-1], cfg.n_mels, db.shape[-1])
+            out = (out - cfg.norm_mean) / cfg.norm_std
+        return out.reshape(*shape[:-1], cfg.n_mels, out.shape[-1])
+
+
+class FbankFrontEnd(nn.Module):
+    """Waveform -> normalised Kaldi log filterbank (front end ``kaldi_fbank``, AST's).
+
+    Args:
+        config: the feature config (``win_length`` samples per frame, hop, FFT size, mel bands, f_min/f_max,
+            ``norm_mean`` / ``norm_std``; AST divides by twice its dataset std, which the bundle stores).
+        normalize: apply ``(x - norm_mean) / norm_std``.
+    """
+
+    def __init__(self, config: FeatureConfig, normalize: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.normalize = normalize
+        self.fbank = KaldiFbank(
+            sample_rate_hz=config.sample_rate_hz,
+            n_mels=config.n_mels,
+            frame_length=config.win_length or config.n_fft,
+            hop_length=config.hop_length,
+            n_fft=config.n_fft,
+            f_min_hz=config.f_min_hz,
+            f_max_hz=config.f_max_hz,
+            power_hook=spectral_subtraction if config.enhance in ("denoise", "both") else None,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.fbank.window.device
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """Args: waveform: float32 ``(..., samples)`` mono at ``config.sample_rate_hz``, at least one frame long.
+
+        Returns:
+            float32 ``(..., n_mels, frames)``, ``frames = 1 + (samples - win_length) // hop_length``.
+        """
+        out = self.fbank(waveform)
+        if self.normalize:
+            out = (out - self.config.norm_mean) / self.config.norm_std
+        return out
+
+
+def front_end(config: FeatureConfig, normalize: bool = True) -> LogMel | FbankFrontEnd:
+    """The front end ``config.front_end`` names, as a module (``.config``, ``.device``)."""
+    if config.front_end == "kaldi_fbank":
+        return FbankFrontEnd(config, normalize)
+    return LogMel(config, normalize)
 
 
 def _to_csr(filterbank: Tensor) -> Tensor:
@@ -117,14 +190,16 @@ def _to_csr(filterbank: Tensor) -> Tensor:
 
 
 def log_mel(waveform: np.ndarray | Tensor, config: FeatureConfig, normalize: bool = True) -> Tensor:
-    """Functional form of :class:`LogMel` (builds the filterbank on every call; prefer the module)."""
+    """Functional form of :func:`front_end` (builds the filterbank on every call; prefer the module)."""
     tensor = torch.as_tensor(waveform, dtype=torch.float32)
-    return LogMel(config, normalize=normalize).to(tensor.device)(tensor)
+    return front_end(config, normalize=normalize).to(tensor.device)(tensor)
 
 
 def n_frames(n_samples: int, config: FeatureConfig) -> int:
-    """Number of STFT frames for ``n_samples`` (centred frames)."""
-    return 1 + n_samples // config.hop_length
+    """Number of spectrogram frames the config's front end makes of ``n_samples``."""
+    if config.front_end == "kaldi_fbank":
+        return n_fbank_frames(n_samples, config.win_length or config.n_fft, config.hop_length)
+    return 1 + n_samples // config.hop_length  # centred frames
 
 
 def frame_windows(features: Tensor, window_frames: int) -> Tensor:
@@ -147,7 +222,7 @@ def frame_windows(features: Tensor, window_frames: int) -> Tensor:
     return torch.stack([features[:, s : s + window_frames] for s in starts])
 
 
-def featurize(waveform: np.ndarray | Tensor, extractor: LogMel) -> np.ndarray:
+def featurize(waveform: np.ndarray | Tensor, extractor: LogMel | FbankFrontEnd) -> np.ndarray:
     """Mono waveform at the config rate -> model windows, computed on ``extractor``'s device.
 
     Args:
@@ -159,6 +234,6 @@ def featurize(waveform: np.ndarray | Tensor, extractor: LogMel) -> np.ndarray:
     """
     with torch.inference_mode():
         tensor = waveform if isinstance(waveform, Tensor) else torch.from_numpy(np.ascontiguousarray(waveform))
-        features = extractor(tensor.to(extractor.window.device, torch.float32))
+        features = extractor(tensor.to(extractor.device, torch.float32))
         windows = frame_windows(features, extractor.config.window_frames)
         return windows.to(torch.float16).cpu().numpy()

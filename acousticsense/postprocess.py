@@ -1,4 +1,11 @@
-"""From window logits to one prediction per file: temperature softmax, aggregation, top-k, uncertainty."""
+"""From window logits to one prediction per file: temperature, softmax or sigmoid, genres, aggregation,
+top-k, uncertainty.
+
+Every model's labels become a *genre distribution* per window (non-negative, summing to 1, in the
+order of :attr:`OutputHead.genres`), and everything after that — aggregation over windows and segments,
+the rule layer, top-k, entropy, margin, variation ratio, ``needs_review`` — is the same for single-label
+(softmax) and multi-label (sigmoid) models. Multi-label models also report every tag with its score.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from acousticsense.config import PostprocessConfig
+from acousticsense.config import HeadConfig, PostprocessConfig
+from acousticsense.errors import ConfigError
 from acousticsense.rules import apply_rules
 
 __all__ = [
+    "OutputHead",
     "softmax",
+    "sigmoid",
     "aggregate",
     "top_k",
     "entropy",
@@ -28,6 +38,58 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled -= scaled.max(axis=-1, keepdims=True)
     exp = np.exp(scaled)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Element-wise ``1 / (1 + exp(-logits / temperature))``; float32."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    return (0.5 * (1.0 + np.tanh(0.5 * scaled))).astype(np.float32)  # tanh form: no overflow for large |x|
+
+
+class OutputHead:
+    """A model's output labels, their activation, and how they map to genres.
+
+    Args:
+        labels: the model's outputs, in order.
+        head: activation and genre mapping (``genres=None``: the labels are the genres).
+
+    Raises:
+        ConfigError: the mapping names a label the model does not have.
+    """
+
+    def __init__(self, labels: Sequence[str], head: HeadConfig) -> None:
+        self.labels = tuple(labels)
+        self.activation = head.activation
+        self.multi_label = head.activation == "sigmoid"
+        if head.genres is None:
+            self.genres = self.labels
+            self._members: list[np.ndarray] | None = None
+        else:
+            index = {label: i for i, label in enumerate(self.labels)}
+            unknown = sorted({t for tags in head.genres.values() for t in tags} - set(index))
+            if unknown:
+                raise ConfigError(f"the genre mapping names labels the model does not have: {unknown}")
+            self.genres = tuple(head.genres)
+            self._members = [np.array([index[t] for t in tags]) for tags in head.genres.values()]
+
+    def scores(self, logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """``(n, n_labels)`` logits -> label scores: softmax rows, or independent sigmoids."""
+        return sigmoid(logits, temperature) if self.multi_label else softmax(logits, temperature)
+
+    def genre_distribution(self, scores: np.ndarray) -> np.ndarray:
+        """``(n, n_labels)`` label scores -> ``(n, n_genres)`` rows that sum to 1.
+
+        A genre's score is the largest of its labels' sigmoid scores (multi-label) or the sum of their
+        softmax probabilities; the genre scores are then normalised over the genres.
+        """
+        if self._members is None:
+            genre = scores.astype(np.float64)
+        elif self.multi_label:
+            genre = np.stack([scores[:, m].max(axis=1) for m in self._members], axis=1).astype(np.float64)
+        else:
+            genre = np.stack([scores[:, m].sum(axis=1) for m in self._members], axis=1).astype(np.float64)
+        genre = np.maximum(genre, 1e-12)  # all-zero rows (underflow) become uniform, not NaN
+        return (genre / genre.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def aggregate(window_probs: np.ndarray, method: str = "mean") -> np.ndarray:
@@ -73,7 +135,12 @@ def variation_ratio(window_probs: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class FilePrediction:
-    """One file's prediction. ``probabilities`` is float32 ``(n_classes,)`` in label order."""
+    """One file's prediction.
+
+    ``probabilities`` is float32 ``(n_genres,)`` in genre order, summing to 1. ``tags`` is every label
+    with its mean score over the analysed windows, best first (``[{"tag": str, "score": float}, …]``),
+    for multi-label models; ``None`` for single-label models (their labels are the genres).
+    """
 
     top_genre: str
     confidence: float
@@ -85,37 +152,42 @@ class FilePrediction:
     uncertainty: float
     needs_review: bool
     segment_genres: list[str]
+    tags: list[dict[str, float | str]] | None = None
 
 
 def predict_file(
     window_logits: np.ndarray,
-    labels: Sequence[str],
+    head: OutputHead,
     config: PostprocessConfig,
     segment_windows: Sequence[int] | None = None,
     class_weights: np.ndarray | None = None,
 ) -> FilePrediction:
-    """Turn one file's ``(n_windows, n_classes)`` logits into a :class:`FilePrediction`.
+    """Turn one file's ``(n_windows, n_labels)`` logits into a :class:`FilePrediction`.
 
     Args:
         window_logits: the file's window logits, segments one after another.
+        head: the bundle's :class:`OutputHead` (``bundle.output_head``).
         segment_windows: windows per segment (``None``: one segment holding every window).
-        class_weights: the rule layer's ``(n_classes,)`` multipliers, applied to the file's probabilities
+        class_weights: the rule layer's ``(n_genres,)`` multipliers, applied to the file's probabilities
             before top-k and uncertainty (``None``: rules off).
 
-    With ``config.aggregation == "mean"`` the file's probabilities are the mean over all windows; with
-    ``"vote"`` each segment (its windows' mean) votes for its top genre — or, for a single segment,
+    With ``config.aggregation == "mean"`` the label scores are averaged over all windows (musicnn's
+    taggram mean) and the average becomes the genre distribution, so ``top_genre`` agrees with ``tags``;
+    with ``"vote"`` each segment (its windows' mean) votes for its top genre — or, for a single segment,
     each window votes. ``segment_genres`` lists every segment's top genre, so disagreement is visible.
     ``uncertainty`` is the configured review metric scaled so that higher means less certain
     (normalised entropy, ``1 - margin``, or the variation ratio); ``needs_review`` is
     ``uncertainty > config.review_threshold``.
     """
-    window_probs = softmax(window_logits, config.temperature)
+    window_scores = head.scores(window_logits, config.temperature)
+    window_probs = head.genre_distribution(window_scores)
+    labels = head.genres
     bounds = np.cumsum(segment_windows)[:-1] if segment_windows else []
-    segment_probs = np.stack([aggregate(p, "mean") for p in np.split(window_probs, bounds)])
-    if config.aggregation == "vote" and len(segment_probs) > 1:
-        probs = aggregate(segment_probs, "vote")
+    segment_probs = head.genre_distribution(np.stack([s.mean(axis=0) for s in np.split(window_scores, bounds)]))
+    if config.aggregation == "vote":
+        probs = aggregate(segment_probs if len(segment_probs) > 1 else window_probs, "vote")
     else:
-        probs = aggregate(window_probs, config.aggregation)
+        probs = head.genre_distribution(window_scores.mean(axis=0, keepdims=True))[0]
     if class_weights is not None:
         probs = apply_rules(probs, class_weights)
     best = int(np.argmax(probs))
@@ -132,4 +204,10 @@ def predict_file(
         uncertainty=uncertainty,
         needs_review=bool(uncertainty > config.review_threshold),
         segment_genres=[labels[int(i)] for i in segment_probs.argmax(axis=1)],
+        tags=_tags(window_scores.mean(axis=0), head.labels) if head.multi_label else None,
     )
+
+
+def _tags(scores: np.ndarray, labels: Sequence[str]) -> list[dict[str, float | str]]:
+    order = np.argsort(-scores, kind="stable")
+    return [{"tag": labels[i], "score": float(scores[i])} for i in order]

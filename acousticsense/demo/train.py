@@ -27,7 +27,7 @@ from acousticsense.bundle import save_bundle
 from acousticsense.config import GENRES, FeatureConfig, PostprocessConfig
 from acousticsense.demo.corpus import write_corpus
 from acousticsense.features import LogMel, frame_windows
-from acousticsense.model import WindowClassifier, model_config_for
+from acousticsense.models import WindowClassifier, model_config_for
 
 __all__ = ["train_demo_bundle", "main"]
 
@@ -96,8 +96,8 @@ def train_demo_bundle(
 
     all_db = torch.cat(per_file)
     mean, std = float(all_db.mean()), float(all_db.std())
-    features = replace(base, norm_mean_db=round(mean, 3), norm_std_db=round(std, 3))
-    per_file = [(w - features.norm_mean_db) / features.norm_std_db for w in per_file]
+    features = replace(base, norm_mean=round(mean, 3), norm_std=round(std, 3))
+    per_file = [(w - features.norm_mean) / features.norm_std for w in per_file]
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(per_file))

@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from acousticsense import (
+    DEFAULT_BUNDLE,
     GENRES,
+    NAMED_BUNDLES,
     BundleError,
     FeatureConfig,
+    HeadConfig,
     WindowClassifier,
     default_bundle_uri,
     load_bundle,
@@ -73,12 +76,56 @@ def test_label_count_must_match_classes(tmp_path):
         save_bundle(str(tmp_path / "b"), _model(), features=FeatureConfig(), labels=GENRES[:3], version="v1")
 
 
-def test_demo_bundle_ships_and_loads():
-    bundle = load_bundle(None)
-    assert Path(default_bundle_uri(), "bundle.json").is_file()
-    assert bundle.labels == GENRES and bundle.preset == "tiny"
+@pytest.mark.parametrize("name", sorted(NAMED_BUNDLES))
+def test_named_bundles_ship_and_load(name):
+    bundle = load_bundle(name)
+    model = bundle.build_model()
+    x = torch.zeros(2, *bundle.model.input_shape)
+    with torch.inference_mode():
+        assert model(x).shape == (2, len(bundle.labels))
+    assert set(bundle.genres) <= set(GENRES) | {"Ambient"}  # the article's names, plus Ambient for the taggers
+
+
+def test_default_bundle_is_the_real_musicnn_model():
+    bundle = load_bundle(None, weights=False)
+    assert Path(default_bundle_uri(), "bundle.json").is_file() and bundle.preset == DEFAULT_BUNDLE
+    assert bundle.model.family == "musicnn" and bundle.head.activation == "sigmoid"
+    assert {"Classical", "Rock", "Electronic", "Jazz"} <= set(bundle.genres)
+    assert "ISC" in bundle.provenance["licence"]
+    assert Path(default_bundle_uri(), "LICENSE.musicnn.md").read_text().startswith("Copyright (c) Music Technology")
+
+
+def test_synthetic_bundle_keeps_its_training_record():
+    bundle = load_bundle("synthetic-tiny", weights=False)
+    assert bundle.labels == GENRES == bundle.genres and bundle.model.family == "vit"
     assert bundle.provenance["val_file_accuracy"] > 0.5
-    bundle.build_model()
+
+
+def test_format_1_manifests_still_load(tmp_path):
+    uri = tmp_path / "b"
+    save_bundle(str(uri), _model(), features=FeatureConfig(norm_mean=-30.0), labels=GENRES, version="v1")
+    manifest = json.loads((uri / "bundle.json").read_text())
+    features = manifest["features"]
+    features["norm_mean_db"], features["norm_std_db"] = features.pop("norm_mean"), features.pop("norm_std")
+    old = {k: v for k, v in manifest.items() if k != "head"} | {"format": 1}
+    old["model"] = {k: v for k, v in manifest["model"].items() if k != "family"}
+    for field in ("front_end", "compression_gain", "win_length"):
+        del features[field]
+    (uri / "bundle.json").write_text(json.dumps(old))
+    loaded = load_bundle(str(uri))
+    assert loaded.features.norm_mean == -30.0 and loaded.model.family == "vit" and loaded.genres == GENRES
+
+
+def test_genre_mapping_must_name_known_labels(tmp_path):
+    with pytest.raises(BundleError, match="does not have"):
+        save_bundle(
+            str(tmp_path / "b"),
+            _model(),
+            features=FeatureConfig(),
+            labels=GENRES,
+            version="v1",
+            head=HeadConfig(activation="sigmoid", genres={"Loud": ("Metal", "Rock"), "Soft": ("Folk", "Lounge")}),
+        )
 
 
 def test_configs_only_load_skips_the_weights_but_still_requires_them(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from acousticsense import GENRES, ConfigError, FeatureConfig, PostprocessConfig, predict_file
+from acousticsense import GENRES, ConfigError, FeatureConfig, HeadConfig, OutputHead, PostprocessConfig, predict_file
 from acousticsense.extract import ExcerptFeaturizer
 from tests.conftest import write_audio
 
@@ -35,5 +35,5 @@ def test_rules_give_class_weights_that_reweight_the_prediction(song):
     logits = np.zeros((2, len(GENRES)), np.float32)  # uniform: the weights alone decide
     weights = np.ones(len(GENRES), np.float32)
     weights[GENRES.index("Metal")] = 1.3
-    prediction = predict_file(logits, GENRES, PostprocessConfig(), class_weights=weights)
+    prediction = predict_file(logits, OutputHead(GENRES, HeadConfig()), PostprocessConfig(), class_weights=weights)
     assert prediction.top_genre == "Metal" and prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)

@@ -161,7 +161,7 @@ def test_nested_batch_shape():
 
 
 def test_normalization_is_mean_and_std_from_the_config():
-    cfg = FeatureConfig(norm_mean_db=-31.5, norm_std_db=12.25)
+    cfg = FeatureConfig(norm_mean=-31.5, norm_std=12.25)
     y = torch.from_numpy(make_signal(cfg.sample_rate_hz, 1.0, seed=2))
 
     db = LogMel(cfg, normalize=False)(y)

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from acousticsense import PostprocessConfig, aggregate, predict_file, softmax, top_k
+from acousticsense import HeadConfig, OutputHead, PostprocessConfig, aggregate, predict_file, softmax, top_k
 from acousticsense.postprocess import entropy, margin, variation_ratio
 
 LABELS = ("a", "b", "c", "d")
+HEAD = OutputHead(LABELS, HeadConfig())
 
 
 def test_softmax_rows_sum_to_one_and_temperature_flattens():
@@ -46,11 +47,11 @@ def test_predict_file_flags_uncertain_files():
     confident = np.array([[10.0, 0, 0, 0]] * 3)
     unsure = np.array([[0.1, 0.0, 0.05, 0.0]] * 3)
     config = PostprocessConfig(top_k=2, review_threshold=0.7)
-    sure = predict_file(confident, LABELS, config)
+    sure = predict_file(confident, HEAD, config)
     assert (sure.top_genre, sure.needs_review) == ("a", False)
     assert sure.confidence == pytest.approx(float(sure.probabilities.max()))
     assert len(sure.top_k) == 2 and sure.probabilities.dtype == np.float32
-    flagged = predict_file(unsure, LABELS, config)
+    flagged = predict_file(unsure, HEAD, config)
     assert flagged.needs_review and flagged.uncertainty == pytest.approx(flagged.entropy)
-    by_margin = predict_file(unsure, LABELS, PostprocessConfig(review_metric="margin", review_threshold=0.9))
+    by_margin = predict_file(unsure, HEAD, PostprocessConfig(review_metric="margin", review_threshold=0.9))
     assert by_margin.uncertainty == pytest.approx(1 - by_margin.margin) and by_margin.needs_review

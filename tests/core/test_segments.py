@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from acousticsense import FeatureConfig, PostprocessConfig, choose_segments, decode_segments, predict_file
+from acousticsense import (
+    FeatureConfig,
+    HeadConfig,
+    OutputHead,
+    PostprocessConfig,
+    choose_segments,
+    decode_segments,
+    predict_file,
+)
 from acousticsense.extract import ExcerptFeaturizer
 from tests.conftest import write_audio
 
@@ -53,10 +61,10 @@ def test_vote_over_segments_and_segment_genres():
     weak_b = [0.0, 1.0, 0.0]
     # segment 1: one very confident "a" window; segments 2 and 3: two mildly "b" windows each
     logits = np.array([strong_a, weak_b, weak_b, weak_b, weak_b])
-    mean = predict_file(logits, labels, PostprocessConfig(aggregation="mean"), [1, 2, 2])
-    vote = predict_file(logits, labels, PostprocessConfig(aggregation="vote"), [1, 2, 2])
+    mean = predict_file(logits, OutputHead(labels, HeadConfig()), PostprocessConfig(aggregation="mean"), [1, 2, 2])
+    vote = predict_file(logits, OutputHead(labels, HeadConfig()), PostprocessConfig(aggregation="vote"), [1, 2, 2])
     assert mean.segment_genres == vote.segment_genres == ["a", "b", "b"]
     assert vote.top_genre == "b" and vote.confidence == pytest.approx(2 / 3, abs=1e-3)
     assert mean.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    single = predict_file(logits, labels, PostprocessConfig(aggregation="mean"))
+    single = predict_file(logits, OutputHead(labels, HeadConfig()), PostprocessConfig(aggregation="mean"))
     assert single.segment_genres == [single.top_genre]

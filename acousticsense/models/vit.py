@@ -1,4 +1,4 @@
-"""ViT audio classifier over mel-spectrogram windows (AST-style patch embedding).
+"""ViT audio classifier over mel-spectrogram windows (AST-style patch embedding): the ``vit`` family.
 
 The mel image ``(n_mels, window_frames)`` is cut into non-overlapping ``patch_size`` squares, each
 projected to ``dim`` by a strided convolution; a learned position embedding is added, pre-norm
@@ -8,21 +8,65 @@ goes through a linear head to one logit per class.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from acousticsense.config import MODEL_PRESETS, FeatureConfig, ModelConfig
+from acousticsense.config import GENRES, FeatureConfig, check
 from acousticsense.errors import ConfigError
 
-__all__ = ["WindowClassifier", "model_config_for"]
+__all__ = ["ViTConfig", "WindowClassifier", "MODEL_PRESETS", "model_config_for"]
 
 
-def model_config_for(preset: str, features: FeatureConfig, n_classes: int) -> ModelConfig:
-    """The :class:`ModelConfig` of a named preset (``tiny``, ``small``, ``base``) for a feature geometry."""
+@dataclass(frozen=True)
+class ViTConfig:
+    """Dimensions of the ViT audio classifier (AST-style patches over the mel image)."""
+
+    family: ClassVar[str] = "vit"
+
+    n_mels: int = 128
+    window_frames: int = 224
+    patch_size: int = 16
+    dim: int = 64
+    depth: int = 4
+    heads: int = 2
+    mlp_ratio: float = 4.0
+    n_classes: int = len(GENRES)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.n_mels % self.patch_size == 0, "n_mels must be divisible by patch_size")
+        check(self.window_frames % self.patch_size == 0, "window_frames must be divisible by patch_size")
+        check(self.dim % self.heads == 0, "dim must be divisible by heads")
+        check(self.depth > 0 and self.n_classes > 1, "depth must be positive and n_classes > 1")
+
+    @property
+    def n_patches(self) -> int:
+        return (self.n_mels // self.patch_size) * (self.window_frames // self.patch_size)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """``(n_mels, window_frames)``: one window."""
+        return (self.n_mels, self.window_frames)
+
+
+# Presets take the feature geometry (n_mels, window_frames) from the FeatureConfig they are paired with.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-friendly: all windows of a 30 s excerpt cost less than featurizing it on one core.
+    "tiny": dict(patch_size=16, dim=64, depth=4, heads=2, mlp_ratio=4.0),
+    "small": dict(patch_size=16, dim=192, depth=12, heads=3, mlp_ratio=4.0),  # ViT-Ti sizes
+    "base": dict(patch_size=16, dim=768, depth=12, heads=12, mlp_ratio=4.0),  # ViT-B/16 sizes
+}
+
+
+def model_config_for(preset: str, features: FeatureConfig, n_classes: int) -> ViTConfig:
+    """The :class:`ViTConfig` of a named preset (``tiny``, ``small``, ``base``) for a feature geometry."""
     if preset not in MODEL_PRESETS:
         raise ConfigError(f"unknown model preset {preset!r}; choose one of {sorted(MODEL_PRESETS)}")
-    return ModelConfig(
+    return ViTConfig(
         n_mels=features.n_mels,
         window_frames=features.window_frames,
         n_classes=n_classes,
@@ -66,7 +110,7 @@ class WindowClassifier(nn.Module):
         config: model dimensions; ``config.n_mels`` x ``config.window_frames`` is the input image.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = config
         p = config.patch_size

@@ -1,0 +1,1 @@
+"""Converters from published checkpoints to AcousticSense bundles: ``python -m acousticsense.convert --help``."""
