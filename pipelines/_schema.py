@@ -5,6 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 TOP_K_TYPE = pa.list_(pa.struct([("genre", pa.string()), ("confidence", pa.float32())]))
+# Multi-label bundles: every tag with its mean sigmoid score, best first (null for single-label bundles).
+TAGS_TYPE = pa.list_(pa.struct([("tag", pa.string()), ("score", pa.float32())]))
 
 _FILE_FIELDS = [
     ("path", pa.string()),
@@ -41,6 +43,7 @@ OUTPUT_SCHEMA = pa.schema(
         ("needs_review", pa.bool_()),
         ("segments", pa.int32()),
         ("segment_genres", pa.list_(pa.string())),
+        ("tags", TAGS_TYPE),
     ]
     + _AUDIO_FIELDS
     + [

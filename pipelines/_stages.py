@@ -20,7 +20,6 @@ import torch
 
 from acousticsense import (
     AcousticSenseError,
-    LogMel,
     ModelBundle,
     WindowPredictor,
     load_bundle,
@@ -29,6 +28,7 @@ from acousticsense import (
 )
 from acousticsense.cache import SpectrogramCache
 from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, PreparedAudio, StageError, segment_windows
+from acousticsense.features import front_end
 from acousticsense.inference import logits_per_file
 from acousticsense.storage import is_remote
 from pipelines._metrics import metrics, observe_stages
@@ -66,7 +66,7 @@ class FeaturizeFiles:
         self.bundle = job_bundle(bundle_uri, storage_options, overrides, weights=False)  # configs only
         self.features_on = features_on
         # One thread: the pool already has one actor per core.
-        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.labels)
+        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.genres)
         self.cache = SpectrogramCache(cache_uri, self.bundle.feature_hash, storage_options) if cache_uri else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -186,7 +186,7 @@ class ClassifyWindows:
         self.window_shape = (features.n_mels, features.window_frames)
         # Built here whatever the placement: rows from the CPU stage may carry waveforms (--features-on
         # accelerator) and cached windows side by side.
-        self.log_mel = LogMel(features).to(self.predictor.device)
+        self.log_mel = front_end(features).to(self.predictor.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         payload = list(_PAYLOAD_COLUMNS)
@@ -219,7 +219,7 @@ class ClassifyWindows:
         if on_gpu:  # weights + this call's batches: what --max-batch-windows costs on this GPU
             metrics()["gpu_peak_memory"].set(torch.cuda.max_memory_allocated(self.predictor.device))
         now = datetime.now(timezone.utc)
-        labels = self.bundle.labels
+        head = self.bundle.output_head
         for i, file_logits in zip(ok, logits):
             row = rows[i]
             if isinstance(file_logits, Exception):
@@ -228,7 +228,7 @@ class ClassifyWindows:
             weights = columns["class_weights"][i]
             prediction = predict_file(
                 file_logits,
-                labels,
+                head,
                 self.bundle.postprocess,
                 segment_windows[i],
                 None if weights is None else np.asarray(weights, np.float32),
@@ -245,6 +245,7 @@ class ClassifyWindows:
                 needs_review=prediction.needs_review,
                 segments=len(prediction.segment_genres),
                 segment_genres=prediction.segment_genres,
+                tags=prediction.tags,
                 inference_s=seconds_per_window * row["windows"],
             )
             if "window_logits" in self.schema.names:

@@ -31,6 +31,7 @@ class JobSummary:
     feature_hash: str
     plan: dict[str, Any] = field(default_factory=dict)
     skipped_existing: int = 0
+    top_tags: dict[str, int] = field(default_factory=dict)  # multi-label models: tags among files' best three
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +68,8 @@ class JobSummary:
         lines += ["-" * 52]
         if self.top_genres:
             lines.append("top genres: " + ", ".join(f"{g} {n}" for g, n in self.top_genres.items()))
+        if self.top_tags:
+            lines.append("top tags (files' best 3): " + ", ".join(f"{t} {n}" for t, n in self.top_tags.items()))
         lines += [
             f"model {self.model_version}, feature hash {self.feature_hash}",
             f"predictions: {self.output}",
@@ -100,12 +103,15 @@ def summarize(
     }
     audio_s = 0.0
     genres: Counter[str] = Counter()
+    tags: Counter[str] = Counter()
     review = 0
     if ok:
         mask = pc.equal(rows.column("status"), "ok")
         audio_s = float(pc.sum(pc.filter(rows.column("duration_s"), mask)).as_py() or 0.0)
         genres.update(g for g in pc.filter(rows.column("top_genre"), mask).to_pylist())
         review = int(pc.sum(pc.filter(rows.column("needs_review"), mask).cast(pa.int64())).as_py() or 0)
+        if "top_tags" in rows.column_names:
+            tags.update(t["tag"] for best in pc.filter(rows.column("top_tags"), mask).to_pylist() for t in best or [])
     return JobSummary(
         files=len(status),
         ok=ok,
@@ -119,6 +125,7 @@ def summarize(
         stage_seconds=stage_seconds,
         needs_review=review,
         top_genres=dict(genres.most_common(5)),
+        top_tags=dict(tags.most_common(8)),
         output=output,
         model_version=model_version,
         feature_hash=feature_hash,

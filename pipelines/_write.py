@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from acousticsense.storage import filesystem, is_remote, join_uri
@@ -20,6 +21,7 @@ from pipelines._metrics import observe_stages
 __all__ = ["WriteShards", "write_shard"]
 
 SUMMARY_COLUMNS = ("path", "status", "error_stage", "top_genre", "needs_review", "duration_s", "windows")
+SUMMARY_TAGS = 3  # each file's best tags that the end-of-job summary counts
 
 
 class WriteShards:
@@ -63,4 +65,5 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     summary = batch.select(list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"])
     per_file = write_s / max(1, batch.num_rows)
     observe_stages({"write": per_file})
+    summary = summary.append_column("top_tags", pc.list_slice(batch.column("tags"), 0, SUMMARY_TAGS))
     return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))

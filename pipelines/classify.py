@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
 
-from acousticsense import AcousticSenseError, list_files
+from acousticsense import DEFAULT_BUNDLE, NAMED_BUNDLES, AcousticSenseError, list_files
 from acousticsense.storage import check_writable, filesystem, is_remote, join_uri
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
@@ -339,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder, file or fsspec URI (s3://…); repeat for several",
     )
     p.add_argument("--output", required=True, metavar="URI", help="folder or URI for the Parquet shards")
-    p.add_argument("--model", metavar="BUNDLE_URI", help="model bundle folder (default: the demo bundle)")
+    p.add_argument(
+        "--model",
+        metavar="BUNDLE",
+        help=f"a shipped bundle ({', '.join(NAMED_BUNDLES)}) or a bundle folder / URI (default: {DEFAULT_BUNDLE})",
+    )
     p.add_argument(
         "--storage-option",
         action="append",

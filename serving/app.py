@@ -1,9 +1,9 @@
-"""The Serve application: ``app`` (the demo bundle with the defaults) and its builder ``build_app``.
+"""The Serve application: ``app`` (the default bundle, musicnn-msd-mtt) and its builder ``build_app``.
 
 Examples::
 
-    serve run serving.app:app                                   # locally, port 8000, the demo bundle
-    serve run serving.app:build_app bundle_uri=/models/v3 max_body_mb=20    # Serve passes these to build_app
+    serve run serving.app:app                                   # locally, port 8000, the default bundle
+    serve run serving.app:build_app bundle_uri=musicnn-msd max_body_mb=20   # Serve passes these to build_app
     serve deploy infra/serve/config.yaml                        # args and per-deployment autoscaling from a file
 """
 

@@ -26,7 +26,9 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bundle_uri: str | None = Field(
-        default=None, description="model bundle folder: a local path or s3://...; None is the demo bundle"
+        default=None,
+        description="a shipped bundle's name (musicnn-msd-mtt, musicnn-msd, musicnn-mtt, synthetic-tiny), or a "
+        "bundle folder: a local path or s3://...; None is the default bundle (musicnn-msd-mtt)",
     )
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options for bundle_uri, e.g. {'endpoint_url': ...}"

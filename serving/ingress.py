@@ -28,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 
 import acousticsense
 from acousticsense import top_k as top_k_of
+from acousticsense.bundle import DEFAULT_BUNDLE
 from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError
 from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, read_form
 from serving.config import load_service_bundle, parse_args
@@ -102,7 +103,7 @@ class ClassifierIngress:
         self.model = model
         self.bundle = load_service_bundle(self.args)
         # One intra-op thread per featurization, as the batch job's CPU actors; parallelism comes from the pool.
-        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.labels)
+        self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.genres)
         self.executor = ThreadPoolExecutor(max_workers=self.args.featurize_threads, thread_name_prefix="featurize")
         self.feature_hash = self.bundle.feature_hash
         self.seen_ready = False
@@ -206,19 +207,20 @@ class ClassifierIngress:
         """The bundle this service runs, and the service's limits."""
         manifest = self.bundle.manifest()
         manifest.pop("format", None)
+        manifest["genres"] = list(self.bundle.genres)
         manifest["service"] = {
             "max_body_mb": self.args.max_body_mb,
             "max_files_per_request": self.args.max_files_per_request,
-            "bundle_uri": self.args.bundle_uri or "demo bundle (acousticsense/demo/bundle)",
+            "bundle_uri": self.args.bundle_uri or f"default bundle ({DEFAULT_BUNDLE})",
         }
         return manifest
 
     # --------------------------------------------------------------------------------------------- helpers
 
     def _check_top_k(self, top_k: int | None) -> None:
-        if top_k is not None and top_k > len(self.bundle.labels):
+        if top_k is not None and top_k > len(self.bundle.genres):
             raise ApiError(
-                422, "invalid_parameter", f"top_k is {top_k}; the model has {len(self.bundle.labels)} labels"
+                422, "invalid_parameter", f"top_k is {top_k}; the model names {len(self.bundle.genres)} genres"
             )
 
     async def _featurize(self, data: bytes) -> FeaturizedAudio:
@@ -266,7 +268,7 @@ class ClassifierIngress:
         started: float,
     ) -> dict[str, Any]:
         prediction = result.prediction
-        labels = self.bundle.labels
+        labels = self.bundle.genres
         ranked = prediction.top_k if top_k is None else top_k_of(prediction.probabilities, labels, top_k)
         timings = {"read": read_s, **features.timings_s}
         timings.update(
@@ -282,6 +284,7 @@ class ClassifierIngress:
             "uncertainty": prediction.uncertainty,
             "needs_review": prediction.needs_review,
             "segment_genres": list(prediction.segment_genres),
+            "tags": prediction.tags,
             "duration_s": features.duration_s,
             "excerpt_s": features.excerpt_s,
             "offset_s": features.offset_s,

@@ -130,7 +130,7 @@ class GenreModel:
                 results.append(file_logits)
                 continue
             prediction = predict_file(
-                file_logits, self.bundle.labels, self.bundle.postprocess, file.segment_windows, file.class_weights
+                file_logits, self.bundle.output_head, self.bundle.postprocess, file.segment_windows, file.class_weights
             )
             results.append(
                 ModelResult(

@@ -14,6 +14,7 @@ __all__ = [
     "FileResult",
     "GenreScore",
     "Health",
+    "TagScore",
     "ModelInfo",
 ]
 
@@ -30,6 +31,11 @@ class GenreScore(BaseModel):
     confidence: float
 
 
+class TagScore(BaseModel):
+    tag: str
+    score: float = Field(description="the tag's sigmoid score, mean over the analysed windows")
+
+
 class BatchShare(BaseModel):
     """The dynamic batch the file's windows were classified in (shared with concurrent requests)."""
 
@@ -43,10 +49,16 @@ class Classification(BaseModel):
     top_genre: str
     confidence: float = Field(description="probability of top_genre")
     top_k: list[GenreScore]
-    probabilities: dict[str, float] = Field(description="label -> probability, in the bundle's label order")
+    probabilities: dict[str, float] = Field(
+        description="genre -> probability, in the bundle's genre order (sums to 1; multi-label bundles: the genres' "
+        "tag scores, normalised)"
+    )
     uncertainty: float = Field(description="the bundle's review metric, 0 (certain) .. 1")
     needs_review: bool
     segment_genres: list[str] = Field(description="top genre of each analysed segment, in time order")
+    tags: list[TagScore] | None = Field(
+        default=None, description="multi-label bundles: every tag with its score, best first; null otherwise"
+    )
     duration_s: float = Field(description="the whole file's duration")
     excerpt_s: float = Field(description="seconds analysed (all segments together)")
     offset_s: float = Field(description="where the (first) analysed segment starts")
@@ -92,7 +104,9 @@ class ModelInfo(BaseModel):
 
     version: str
     preset: str
-    labels: list[str]
+    labels: list[str] = Field(description="the model's outputs (tags for a multi-label model)")
+    genres: list[str] = Field(description="the genres top_genre / top_k / probabilities are over")
+    head: dict[str, Any] = Field(description="activation and the genre <- tags mapping")
     feature_hash: str
     features: dict[str, Any]
     postprocess: dict[str, Any]

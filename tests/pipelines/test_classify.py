@@ -128,7 +128,7 @@ def test_pipeline_predictions_equal_the_core_run_file_by_file(job, corpus, tiny_
         logits = predictor.predict_logits(featurize(str(corpus / name)).windows)
         from acousticsense import predict_file
 
-        expected = predict_file(logits, bundle.labels, bundle.postprocess)
+        expected = predict_file(logits, bundle.output_head, bundle.postprocess)
         np.testing.assert_allclose(rows[name]["probabilities"], expected.probabilities, atol=1e-5)
         assert rows[name]["top_genre"] == expected.top_genre
 
