@@ -7,19 +7,31 @@ Routes (all JSON; errors are ``{"error": code, "detail": message}``):
 - ``POST /v1/classify/batch``: several files as multipart parts; one result (or error) per file.
 - ``GET /v1/health``: 200 once a model replica answers, 503 before.
 - ``GET /v1/model``: the bundle's labels, version, feature config and feature hash.
+- ``GET /``: the listening page (``serving/static/index.html``: one self-contained HTML file that calls
+  the routes above; nothing is loaded from elsewhere).
+
+``POST /v1/classify?spectrogram=true`` adds ``spectrogram``: the windows the model classified, stitched
+back into the analysed excerpt's log-mel in time order, pooled to at most ``SPECTROGRAM_MAX_COLUMNS``
+columns and quantised to uint8 (:func:`spectrogram_body`).
 """
 
 # No `from __future__ import annotations` here, on purpose: FastAPI resolves the routes' annotations
 # from the endpoint functions' globals, and Serve freezes the app with cloudpickle, which keeps only the
 # globals the code references; string annotations such as "Request" would then no longer resolve.
 import asyncio
+import base64
+import hashlib
 import io
+import re
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.config import BackpressureConfig
@@ -27,16 +39,18 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 import acousticsense
+from acousticsense import FeatureConfig, choose_segments
 from acousticsense import top_k as top_k_of
 from acousticsense.bundle import DEFAULT_BUNDLE
-from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError
+from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError, segment_windows
+from acousticsense.features import n_frames
 from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, read_form
 from serving.config import load_service_bundle, parse_args
 from serving.errors import ApiError, install_error_handlers, stage_error
 from serving.model import ModelResult
 from serving.schemas import BatchResponse, Classification, ErrorBody, Health, ModelInfo
 
-__all__ = ["ClassifierIngress", "api"]
+__all__ = ["ClassifierIngress", "SPECTROGRAM_MAX_COLUMNS", "api", "page_headers", "spectrogram_body", "stitch_windows"]
 
 api = FastAPI(
     title="AcousticSense",
@@ -56,6 +70,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 _TOP_K = Query(default=None, ge=1, description="how many genres to list in top_k (default: the bundle's)")
+_SPECTROGRAM = Query(
+    default=False,
+    description="also return `spectrogram`: the analysed excerpt's log-mel as the model saw it (about 60 kB of "
+    "JSON for a 30 s excerpt)",
+)
+SPECTROGRAM_MAX_COLUMNS = 512
+_PAGE = ("serving", "static/index.html")
 
 
 # Module-level helpers must be defined before the deployment class: Serve snapshots the class (and the
@@ -68,6 +89,159 @@ async def _await(response: Any) -> Any:
 
 def _file_error(filename: str | None, error: str, detail: str) -> dict[str, Any]:
     return {"filename": filename, "status": "error", "error": error, "detail": detail}
+
+
+def stitch_windows(
+    windows: np.ndarray, windows_per_segment: Sequence[int], frames_per_segment: Sequence[int]
+) -> list[np.ndarray]:
+    """Undo :func:`acousticsense.frame_windows` segment by segment: the spectrogram the windows were cut from.
+
+    Args:
+        windows: ``(n_windows, n_mels, window_frames)``, segments one after another (``FeaturizedAudio.windows``).
+        windows_per_segment: windows of each segment, in time order (``FeaturizedAudio.segment_windows``).
+        frames_per_segment: spectrogram frames of each segment (``n_frames`` of its samples).
+
+    Returns:
+        float32 ``(n_mels, frames)`` per segment: every window but the last in full, then the frames of the
+        last one (aligned to the segment's end) that the others do not hold; a segment shorter than one
+        window (tiled by ``frame_windows``) is its first window's first ``frames`` columns.
+
+    Raises:
+        ValueError: the counts do not describe ``windows``.
+    """
+    if sum(windows_per_segment) != windows.shape[0] or len(windows_per_segment) != len(frames_per_segment):
+        raise ValueError(
+            f"{windows.shape[0]} windows, segments of {list(windows_per_segment)} windows and "
+            f"{list(frames_per_segment)} frames do not fit together"
+        )
+    width = windows.shape[-1]
+    parts, start = [], 0
+    for count, frames in zip(windows_per_segment, frames_per_segment):
+        if count != max(1, -(-frames // width)):
+            raise ValueError(f"a segment of {frames} frames makes {max(1, -(-frames // width))} windows, not {count}")
+        own = windows[start : start + count].astype(np.float32)
+        start += count
+        if frames <= width:
+            parts.append(own[0, :, :frames])
+            continue
+        tail = frames - (count - 1) * width
+        parts.append(np.concatenate([*own[:-1], own[-1][:, width - tail :]], axis=1))
+    return parts
+
+
+def _pool_columns(part: np.ndarray, frames_per_column: int) -> np.ndarray:
+    """Mean over runs of ``frames_per_column`` frames (the last run may be shorter): ``(n_mels, columns)``."""
+    if frames_per_column == 1:
+        return part
+    starts = np.arange(0, part.shape[1], frames_per_column)
+    counts = np.diff(np.append(starts, part.shape[1]))
+    return np.add.reduceat(part, starts, axis=1) / counts
+
+
+def spectrogram_body(
+    features: FeaturizedAudio,
+    frames_per_segment: Sequence[int],
+    config: FeatureConfig,
+    max_columns: int = SPECTROGRAM_MAX_COLUMNS,
+) -> dict[str, Any]:
+    """The ``spectrogram`` object of a classification (:class:`serving.schemas.Spectrogram`).
+
+    The windows the model classified are stitched back in time order (:func:`stitch_windows`), each segment
+    is mean-pooled over runs of ``frames_per_column`` frames (the smallest run that fits all segments into
+    ``max_columns`` columns), and the values are quantised to 256 levels between their min and max.
+
+    Args:
+        features: the featurized file (``windows``, ``segment_windows``, ``duration_s``).
+        frames_per_segment: spectrogram frames of each analysed segment.
+        config: the feature config the windows were computed with.
+        max_columns: most columns in the picture.
+
+    Returns:
+        ``shape`` ``[n_mels, columns]``, ``data`` (base64 of the uint8 matrix, row-major, row 0 the lowest
+        mel band), ``min`` / ``max`` (the values of bytes 0 and 255, normalised front-end units), seconds
+        and frames per column, the mel band range and scale, and each segment's offset, duration and columns.
+    """
+    parts = stitch_windows(features.windows, features.segment_windows, frames_per_segment)
+    total = sum(frames_per_segment)
+    per_column = max(1, -(-total // max_columns))
+    longest = max(frames_per_segment)
+    while sum(-(-f // per_column) for f in frames_per_segment) > max_columns and per_column < longest:
+        per_column += 1  # (more segments than max_columns: one column each is as far as it goes)
+    pooled = [_pool_columns(p, per_column) for p in parts]
+    matrix = np.concatenate(pooled, axis=1)
+    low, high = float(matrix.min()), float(matrix.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    quantised = np.rint((matrix - low) * scale).astype(np.uint8)
+    spans = choose_segments(features.duration_s, config.excerpt_s, config.segments, config.excerpt_policy)
+    if len(spans) != len(parts):  # cannot happen for the featurizer's own output; keep the picture anyway
+        spans = [(features.offset_s, features.excerpt_s / len(parts))] * len(parts)
+    return {
+        "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
+        "data": base64.b64encode(np.ascontiguousarray(quantised).tobytes()).decode("ascii"),
+        "min": low,
+        "max": high,
+        "front_end": config.front_end,
+        "frames_per_column": per_column,
+        "seconds_per_column": per_column / config.frames_per_second,
+        "f_min_hz": float(config.f_min_hz),
+        "f_max_hz": float(config.f_max_hz if config.f_max_hz is not None else config.sample_rate_hz / 2),
+        "mel_scale": "kaldi" if config.front_end == "kaldi_fbank" else "slaney",
+        "segments": [
+            {"offset_s": offset, "duration_s": frames / config.frames_per_second, "columns": int(p.shape[1])}
+            for (offset, _), frames, p in zip(spans, frames_per_segment, pooled)
+        ],
+    }
+
+
+def _featurize_with_spectrogram(
+    featurizer: ExcerptFeaturizer, source: io.BytesIO, max_columns: int
+) -> tuple[FeaturizedAudio, dict[str, Any]]:
+    """What ``featurizer(source)`` computes (the same windows, for the model), plus :func:`spectrogram_body`.
+
+    ``ExcerptFeaturizer.__call__`` in two public steps, so that each segment's length (which fixes how much
+    the last window overlaps the one before it) is still known when the windows are stitched back.
+    """
+    prepared = featurizer.prepare(source)
+    t0 = time.perf_counter()
+    windows, per_segment = segment_windows(prepared.segments, featurizer.log_mel)
+    t1 = time.perf_counter()
+    features = FeaturizedAudio(
+        windows=windows,
+        duration_s=prepared.duration_s,
+        sample_rate_hz=prepared.sample_rate_hz,
+        channels=prepared.channels,
+        offset_s=prepared.offset_s,
+        excerpt_s=prepared.excerpt_s,
+        segment_windows=per_segment,
+        timings_s={**prepared.timings_s, "features": t1 - t0},
+        class_weights=prepared.class_weights,
+    )
+    frames = [n_frames(segment.shape[-1], featurizer.config) for segment in prepared.segments]
+    picture = spectrogram_body(features, frames, featurizer.config, max_columns)
+    features.timings_s["spectrogram"] = time.perf_counter() - t1
+    return features, picture
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode("ascii") + "'"
+
+
+def page_headers(html: str) -> dict[str, str]:
+    """Headers for the listening page: a Content-Security-Policy that admits exactly its own inline
+    ``<script>`` and ``<style>`` blocks (by hash) and requests to this service, nothing from elsewhere."""
+    scripts = " ".join(_csp_hash(s) for s in re.findall(r"<script>(.*?)</script>", html, flags=re.S)) or "'none'"
+    styles = " ".join(_csp_hash(s) for s in re.findall(r"<style>(.*?)</style>", html, flags=re.S)) or "'none'"
+    policy = (
+        f"default-src 'none'; script-src {scripts}; style-src {styles}; "
+        "connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
 
 
 def _unsupported(media: str, accepted: str) -> ApiError:
@@ -107,6 +281,8 @@ class ClassifierIngress:
         self.executor = ThreadPoolExecutor(max_workers=self.args.featurize_threads, thread_name_prefix="featurize")
         self.feature_hash = self.bundle.feature_hash
         self.seen_ready = False
+        self.page = resources.files(_PAGE[0]).joinpath(_PAGE[1]).read_text(encoding="utf-8")
+        self.page_headers = page_headers(self.page)
 
     def __del__(self) -> None:
         executor = getattr(self, "executor", None)
@@ -115,8 +291,20 @@ class ClassifierIngress:
 
     # ---------------------------------------------------------------------------------------------- routes
 
-    @api.post("/v1/classify", response_model=Classification, responses=_ERRORS)
-    async def classify(self, request: Request, top_k: int | None = _TOP_K) -> dict[str, Any]:
+    @api.get("/", response_class=HTMLResponse, summary="The listening page")
+    async def page(self) -> HTMLResponse:
+        """A page for people: drop audio files, see the genres, tags, review warning and spectrogram."""
+        return HTMLResponse(self.page, headers=self.page_headers)
+
+    @api.post(
+        "/v1/classify",
+        response_model=Classification,
+        response_model_exclude_unset=True,  # no `spectrogram` key unless asked for
+        responses=_ERRORS,
+    )
+    async def classify(
+        self, request: Request, top_k: int | None = _TOP_K, spectrogram: bool = _SPECTROGRAM
+    ) -> dict[str, Any]:
         """Classify one audio file sent as the raw body or as multipart field ``file``."""
         started = time.perf_counter()
         self._check_top_k(top_k)
@@ -131,13 +319,19 @@ class ClassifierIngress:
         else:
             raise _unsupported(media, f"{RAW_AUDIO_TYPES} (raw bytes) or multipart/form-data (field 'file')")
         read_s = time.perf_counter() - started
-        features = await self._featurize(data)
+        if spectrogram:
+            features, picture = await self._in_pool(self._with_spectrogram, data)
+        else:
+            features, picture = await self._featurize(data), None
         model_started = time.perf_counter()
         result = await self._call_model("classify", features)
         model_s = time.perf_counter() - model_started
-        return self._classification(features, result, top_k, read_s, model_s, started)
+        body = self._classification(features, result, top_k, read_s, model_s, started)
+        if picture is not None:
+            body["spectrogram"] = picture
+        return body
 
-    @api.post("/v1/classify/batch", response_model=BatchResponse, responses=_ERRORS)
+    @api.post("/v1/classify/batch", response_model=BatchResponse, response_model_exclude_unset=True, responses=_ERRORS)
     async def classify_batch(self, request: Request, top_k: int | None = _TOP_K) -> dict[str, Any]:
         """Classify every file of a multipart form; a bad file gets an error entry, the others still succeed."""
         started = time.perf_counter()
@@ -225,11 +419,18 @@ class ClassifierIngress:
 
     async def _featurize(self, data: bytes) -> FeaturizedAudio:
         """The batch job's CPU stage on a thread of the pool (the event loop keeps serving)."""
+        return await self._in_pool(self.featurize, data)
+
+    def _with_spectrogram(self, source: io.BytesIO) -> tuple[FeaturizedAudio, dict[str, Any]]:
+        return _featurize_with_spectrogram(self.featurize, source, SPECTROGRAM_MAX_COLUMNS)
+
+    async def _in_pool(self, work: Callable[[io.BytesIO], Any], data: bytes) -> Any:
+        """``work(upload)`` on a thread of the pool; the core's refusals become 400s."""
         if not data:
             raise ApiError(400, "empty_audio", "empty file (0 bytes)")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, self.featurize, io.BytesIO(data))
+            return await loop.run_in_executor(self.executor, work, io.BytesIO(data))
         except StageError as e:
             raise stage_error(e) from e
 

@@ -14,8 +14,10 @@ __all__ = [
     "FileResult",
     "GenreScore",
     "Health",
-    "TagScore",
     "ModelInfo",
+    "Spectrogram",
+    "SpectrogramSegment",
+    "TagScore",
 ]
 
 
@@ -41,6 +43,41 @@ class BatchShare(BaseModel):
 
     files: int
     windows: int
+
+
+class SpectrogramSegment(BaseModel):
+    """One analysed segment of the file: where it is, and which columns of the picture it fills."""
+
+    offset_s: float = Field(description="where the segment starts in the file, seconds")
+    duration_s: float = Field(description="the segment's length (its spectrogram frames / frames per second)")
+    columns: int = Field(description="columns of the picture it fills; segments follow one another left to right")
+
+
+class Spectrogram(BaseModel):
+    """The analysed excerpt's spectrogram, as the model saw it (``POST /v1/classify?spectrogram=true``).
+
+    Computed from the very windows the model classified (the bundle's front end: log-mel for musicnn and
+    the ``vit`` models, Kaldi filterbank for AST, normalised as the model expects), stitched back in time
+    order without the last window's overlap, mean-pooled over ``frames_per_column`` frames to at most 512
+    columns, and quantised to uint8. A byte ``q`` stands for ``min + q / 255 * (max - min)``.
+    """
+
+    shape: tuple[int, int] = Field(description="[rows, columns] = [mel bands, time columns]")
+    data: str = Field(
+        description="base64 of rows * columns uint8 values, row-major; row 0 is the lowest mel band, column 0 "
+        "the start of the first segment"
+    )
+    min: float = Field(description="the value of byte 0, in the bundle's normalised front-end units")
+    max: float = Field(description="the value of byte 255 (equal to min for a constant picture; every byte is 0)")
+    front_end: str = Field(description="the bundle's front end: log_mel_db, log_compressed_mel or kaldi_fbank")
+    frames_per_column: int = Field(description="spectrogram frames averaged into one column")
+    seconds_per_column: float = Field(description="frames_per_column / frames per second")
+    f_min_hz: float = Field(description="lower edge of the lowest mel band")
+    f_max_hz: float = Field(description="upper edge of the highest mel band")
+    mel_scale: Literal["slaney", "kaldi"] = Field(
+        description="how the bands are spaced: slaney (librosa's default) or kaldi (1127 ln(1 + f / 700))"
+    )
+    segments: list[SpectrogramSegment] = Field(description="the analysed segments, in time order")
 
 
 class Classification(BaseModel):
@@ -69,7 +106,11 @@ class Classification(BaseModel):
     feature_hash: str
     batch: BatchShare
     timings_ms: dict[str, float] = Field(
-        description="read (body), decode, resample, features, queue (waiting for the model), inference, total"
+        description="read (body), decode, resample, features, spectrogram (with ?spectrogram=true), queue (waiting "
+        "for the model), inference, total"
+    )
+    spectrogram: Spectrogram | None = Field(
+        default=None, description="only with ?spectrogram=true on /v1/classify: the analysed excerpt's spectrogram"
     )
 
 

@@ -126,3 +126,161 @@ def test_the_serve_config_file_is_valid_for_serve_and_the_builder():
         assert deployment.max_ongoing_requests >= 1 and deployment.max_queued_requests >= 1
     model = next(d for d in application.deployments if d.name == GenreModel.name)
     assert model.max_ongoing_requests >= args.max_batch_size  # otherwise batches can never fill
+
+
+# --------------------------------------------------------------------------- the spectrogram and the page
+
+
+def _wav_bytes(seconds: float, sample_rate_hz: int = 22050, seed: int = 0) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
+    chirp = 0.4 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(t.size)
+    out = io.BytesIO()
+    sf.write(out, chirp.astype(np.float32), sample_rate_hz, format="WAV")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("config", "seconds"),
+    [
+        ({"excerpt_s": 10.0, "window_frames": 64}, 7.3),  # several windows, the last overlapping
+        ({"excerpt_s": 10.0, "window_frames": 64}, 1.2),  # windows: 1 + 26460 // 512 = 52 frames < 64, tiled
+        ({"excerpt_s": 3.0, "segments": 3, "window_frames": 40}, 14.0),  # three segments
+        (
+            {
+                "front_end": "kaldi_fbank",
+                "sample_rate_hz": 16000,
+                "n_fft": 512,
+                "win_length": 400,
+                "hop_length": 160,
+                "f_min_hz": 20.0,
+                "window_frames": 100,
+                "excerpt_s": 4.0,
+            },
+            5.0,
+        ),  # AST's front end, other frame count
+    ],
+)
+def test_the_spectrogram_is_the_model_windows_stitched_back(config, seconds):
+    """Same windows as the featurizer gives the model; stitched, they are the front end's output for each segment."""
+    import base64
+    import io
+
+    import torch
+
+    from acousticsense import FeatureConfig
+    from acousticsense.extract import ExcerptFeaturizer
+    from serving.ingress import _featurize_with_spectrogram
+
+    features_config = FeatureConfig(**config)
+    featurizer = ExcerptFeaturizer(features_config)
+    data = _wav_bytes(seconds)
+    features, picture = _featurize_with_spectrogram(featurizer, io.BytesIO(data), max_columns=10_000)
+    plain = featurizer(io.BytesIO(data))
+    np.testing.assert_array_equal(features.windows, plain.windows)
+    assert features.segment_windows == plain.segment_windows and features.excerpt_s == plain.excerpt_s
+    assert "spectrogram" in features.timings_s
+
+    # max_columns above the frame count: one frame per column, so the picture holds every frame
+    prepared = featurizer.prepare(io.BytesIO(data))
+    with torch.inference_mode():
+        expected = [
+            featurizer.log_mel(torch.from_numpy(s)).to(torch.float16).float().numpy() for s in prepared.segments
+        ]
+    full = np.concatenate(expected, axis=1)
+    rows, cols = picture["shape"]
+    assert (rows, cols) == full.shape and picture["frames_per_column"] == 1
+    assert [s["columns"] for s in picture["segments"]] == [e.shape[1] for e in expected]
+    assert len(picture["segments"]) == len(prepared.segments) == features_config.segments
+    assert picture["segments"][0]["offset_s"] == pytest.approx(features.offset_s)
+    quantised = np.frombuffer(base64.b64decode(picture["data"]), np.uint8).reshape(rows, cols)
+    assert (picture["min"], picture["max"]) == (pytest.approx(full.min()), pytest.approx(full.max()))
+    restored = picture["min"] + quantised / 255.0 * (picture["max"] - picture["min"])
+    np.testing.assert_allclose(restored, full, atol=(full.max() - full.min()) / 510 + 1e-6)
+    assert quantised.min() == 0 and quantised.max() == 255
+    assert picture["seconds_per_column"] == pytest.approx(1 / features_config.frames_per_second)
+    assert picture["mel_scale"] == ("kaldi" if features_config.front_end == "kaldi_fbank" else "slaney")
+
+
+def test_the_spectrogram_is_pooled_to_at_most_max_columns():
+    import base64
+
+    from acousticsense import FeatureConfig
+    from acousticsense.extract import FeaturizedAudio
+    from serving.ingress import spectrogram_body
+
+    config = FeatureConfig(excerpt_s=30.0, segments=2, window_frames=100)
+    frames = [1293, 1000]  # two segments: 13 and 10 windows
+    rng = np.random.default_rng(1)
+    spectra = [rng.standard_normal((config.n_mels, f)).astype(np.float16) for f in frames]
+    windows = []
+    for s in spectra:
+        starts = list(range(0, s.shape[1] - 100 + 1, 100))
+        if starts[-1] + 100 < s.shape[1]:
+            starts.append(s.shape[1] - 100)
+        windows += [s[:, i : i + 100] for i in starts]
+    features = FeaturizedAudio(
+        windows=np.stack(windows),
+        duration_s=120.0,
+        sample_rate_hz=44100,
+        channels=2,
+        offset_s=15.0,
+        excerpt_s=60.0,
+        segment_windows=[13, 10],
+    )
+    picture = spectrogram_body(features, frames, config, max_columns=512)
+    rows, cols = picture["shape"]
+    assert rows == config.n_mels and cols <= 512
+    per = picture["frames_per_column"]
+    assert per == 5 and [s["columns"] for s in picture["segments"]] == [-(-f // per) for f in frames]
+    assert len(base64.b64decode(picture["data"])) == rows * cols
+    quantised = np.frombuffer(base64.b64decode(picture["data"]), np.uint8).reshape(rows, cols)
+    first_column = spectra[0][:, :per].astype(np.float32).mean(axis=1)
+    restored = picture["min"] + quantised[:, 0] / 255.0 * (picture["max"] - picture["min"])
+    np.testing.assert_allclose(restored, first_column, atol=(picture["max"] - picture["min"]) / 510 + 1e-6)
+    assert [s["offset_s"] for s in picture["segments"]] == pytest.approx([15.0, 75.0])  # 2 x 30 s spread over 120 s
+    assert picture["seconds_per_column"] == pytest.approx(per * config.hop_length / config.sample_rate_hz)
+    # a constant picture: every byte 0, min == max
+    flat = FeaturizedAudio(np.zeros((1, config.n_mels, 100), np.float16), 5.0, 22050, 1, 0.0, 5.0, [1])
+    constant = spectrogram_body(flat, [80], config)
+    assert constant["min"] == constant["max"] == 0.0 and set(base64.b64decode(constant["data"])) == {0}
+
+
+def test_stitching_refuses_counts_that_do_not_fit():
+    from serving.ingress import stitch_windows
+
+    windows = np.zeros((3, 4, 10), np.float16)
+    with pytest.raises(ValueError, match="do not fit"):
+        stitch_windows(windows, [2], [25])
+    with pytest.raises(ValueError, match="makes 2 windows"):
+        stitch_windows(windows, [3], [15])
+    assert [p.shape for p in stitch_windows(windows, [3], [25])] == [(4, 25)]
+
+
+def test_the_page_is_self_contained_and_its_policy_admits_only_its_own_code():
+    """No URL to anywhere else; the Content-Security-Policy hashes the page's inline script and style."""
+    import base64
+    import hashlib
+    import re
+    from importlib import resources
+
+    from serving.ingress import _PAGE, page_headers
+
+    html = resources.files(_PAGE[0]).joinpath(_PAGE[1]).read_text(encoding="utf-8")
+    assert "//" not in "".join(re.findall(r"""(?:src|href|action)\s*=\s*["']([^"']*)""", html))
+    assert not re.search(r"https?://", html) and "@import" not in html and "url(" not in html
+    markup = re.sub(r"<(script|style)>.*?</\1>", "", html, flags=re.S)
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", markup), "inline event handlers would be blocked by the policy"
+    assert not re.search(r"<[^>]+\sstyle\s*=", markup), "style attributes would be blocked by the policy"
+    (script,) = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    (style,) = re.findall(r"<style>(.*?)</style>", html, flags=re.S)
+    policy = page_headers(html)["Content-Security-Policy"]
+    for block in (script, style):
+        assert "sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() in policy
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy and "unsafe" not in policy
+    for needed in ("v1/classify?spectrogram=true", "v1/classify/batch", "v1/model", 'aria-live="polite"', 'role="img"'):
+        assert needed in html, needed
