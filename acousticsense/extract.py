@@ -120,7 +120,8 @@ class ExcerptFeaturizer:
         """Decode the configured segments and bring them to mono at the model's rate.
 
         Raises:
-            StageError: ``decode`` stage (unreadable, empty, truncated, too short).
+            StageError: ``decode`` stage (unreadable, empty, truncated, too short, NaN/Inf samples), or
+                ``features`` when the rule layer fails.
         """
         t0 = time.perf_counter()
         try:
@@ -130,6 +131,9 @@ class ExcerptFeaturizer:
         except Exception as e:  # noqa: BLE001 - decoders raise many types on hostile bytes
             raise StageError("decode", f"{type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
+        if not all(np.isfinite(s.waveform).all() for s in decoded):
+            # Float WAV/AIFF can hold NaN or Inf; everything downstream (rules, compression, STFT) needs finite input.
+            raise StageError("decode", "the audio holds non-finite samples (NaN or Inf): corrupt float audio")
         info = decoded[0].info
         rate = self.config.sample_rate_hz
         monos = [resample(downmix(s.waveform), info.sample_rate_hz, rate) for s in decoded]
@@ -152,8 +156,11 @@ class ExcerptFeaturizer:
             return None
         from acousticsense.rules import describe, rule_weights
 
-        descriptors = describe(np.concatenate(monos), self.config.sample_rate_hz)
-        return rule_weights(descriptors, self.labels).astype(np.float32)
+        try:
+            descriptors = describe(np.concatenate(monos), self.config.sample_rate_hz)
+            return rule_weights(descriptors, self.labels).astype(np.float32)
+        except Exception as e:  # noqa: BLE001 - librosa raises its own types; one file's failure stays its own
+            raise StageError("features", f"rule layer: {type(e).__name__}: {e}") from e
 
     def __call__(self, source: AudioSource) -> FeaturizedAudio:
         """Featurize one file.

@@ -1,9 +1,10 @@
-"""Accuracy of each accuracy feature on the demo corpus with added noise, measured with pipelines.evaluate.
+"""Accuracy of each accuracy feature on the synthetic corpus with added noise, measured with pipelines.evaluate.
 
     python -m benchmarks.evaluation_sweep [--per-class 6] [--snr-db clean,20,10,0]
 
 For every SNR it generates a held-out labelled corpus (a seed the demo model never saw; 30 s clips so that
-several segments fit), then runs the same Ray evaluation job per configuration: baseline, 3 segments (mean
+several segments fit), then runs the same Ray evaluation job with the ``synthetic-tiny`` bundle (trained on
+that corpus's recipes; the only bundle whose labels are the corpus's) per configuration: baseline, 3 segments (mean
 and vote), denoise, compress, both, rules. Temperature is fitted on a separate calibration corpus and
 evaluated on the test corpus (held out). Prints a Markdown table and one JSON line.
 """
@@ -23,6 +24,8 @@ import ray
 from acousticsense.demo.corpus import write_corpus
 from pipelines.classify import JobOptions
 from pipelines.evaluate import evaluate
+
+MODEL = "synthetic-tiny"
 
 CONFIGS: dict[str, dict] = {
     "baseline (1 segment)": {},
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in chosen:
                 t0 = time.perf_counter()
                 options = JobOptions(
-                    inputs=[str(test)], output=str(work / f"out-{tag}-{len(results)}"), **CONFIGS[name]
+                    inputs=[str(test)], output=str(work / f"out-{tag}-{len(results)}"), model=MODEL, **CONFIGS[name]
                 )
                 report = evaluate(options, progress=False)
                 results.append(_row(tag, name, report, time.perf_counter() - t0))
@@ -72,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             if not calibration.exists():
                 write_corpus(calibration, args.per_class, seed=202, snr_db=snr, duration_s=args.duration_s,
                              formats=("wav", "flac", "ogg", "mp3"))  # fmt: skip
-            fitted = evaluate(JobOptions(inputs=[str(calibration)], output=str(work / f"fit-{tag}")), fit=True,
-                              progress=False)  # fmt: skip
+            fitted = evaluate(JobOptions(inputs=[str(calibration)], output=str(work / f"fit-{tag}"), model=MODEL),
+                              fit=True, progress=False)  # fmt: skip
             options = JobOptions(
                 inputs=[str(test)], output=str(work / f"out-{tag}-t"), model=fitted["calibration"]["new_bundle"]
             )

@@ -59,6 +59,26 @@ def write_m4a(path: Path, frames: np.ndarray, sr: int) -> Path:
     return path
 
 
+def write_small_ast(folder: Path, labels: list[str], noise: float = 0.0, **dims: int):
+    """Save a small random ``transformers`` AST (hidden 64, 2 layers by default) as the hub's files in ``folder``.
+
+    ``noise`` perturbs every parameter (cls/distillation/position start at 0 and LayerNorms at 1/0), so a port
+    that mishandles one of them cannot pass. Returns the transformers model, in eval mode.
+    """
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    torch.manual_seed(0)
+    config = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_length=128)
+    config |= dims
+    config |= dict(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    model = ASTForAudioClassification(ASTConfig(**config)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(noise * torch.randn_like(param))
+    model.save_pretrained(folder)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An untrained ``tiny`` bundle with a 10 s excerpt, so tests do not depend on the demo weights."""

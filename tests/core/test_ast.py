@@ -25,6 +25,7 @@ from acousticsense.models.ast import (
     ast_state_dict_from_transformers,
     load_transformers_ast,
 )
+from tests.conftest import write_small_ast
 
 transformers = pytest.importorskip("transformers")
 
@@ -38,17 +39,8 @@ NORM_ATOL = 2e-4
 
 # hidden 64, 2 layers, 4 heads; 100 frames with time stride 12 and mel stride 10 (12 x 8 = 96 patches): a
 # non-square image and unequal strides, so a transposed orientation cannot pass.
-SMALL_HF = dict(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=128,
-    max_length=100,
-    num_mel_bins=128,
-    time_stride=12,
-    id2label={i: f"class {i}" for i in range(5)},
-    label2id={f"class {i}": i for i in range(5)},
-)
+SMALL_HF = dict(max_length=100, num_mel_bins=128, time_stride=12)
+SMALL_LABELS = [f"class {i}" for i in range(5)]
 
 
 def make_clip(kind: str, n_samples: int = N_1024, seed: int = 0) -> np.ndarray:
@@ -83,16 +75,8 @@ def fbank() -> KaldiFbank:
 @pytest.fixture(scope="module")
 def hf_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """A small random ASTForAudioClassification, saved as the hub's files; every parameter non-trivial."""
-    from transformers import ASTConfig as HFASTConfig
-    from transformers import ASTForAudioClassification
-
-    torch.manual_seed(0)
-    model = ASTForAudioClassification(HFASTConfig(**SMALL_HF)).eval()
-    with torch.no_grad():  # cls/distillation/position start at 0 and LayerNorms at 1/0: perturb them all
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
     path = tmp_path_factory.mktemp("ast") / "checkpoint"
-    model.save_pretrained(path)
+    model = write_small_ast(path, SMALL_LABELS, noise=0.05, **SMALL_HF)
     return model, path
 
 

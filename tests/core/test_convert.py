@@ -16,6 +16,7 @@ from acousticsense.convert.__main__ import main as convert
 from acousticsense.convert.musicnn import MUSICNN_WHEEL_SHA256, convert_musicnn, download_wheel
 from acousticsense.convert.tf_checkpoint import read_checkpoint, read_index
 from acousticsense.extract import ExcerptFeaturizer
+from tests.conftest import write_small_ast
 
 SHIPPED = ("musicnn-msd", "musicnn-mtt", "musicnn-msd-mtt")
 
@@ -79,23 +80,8 @@ AUDIOSET_LIKE = ["Speech", "Music", "Rock music", "Heavy metal", "Jazz", "Classi
 
 @pytest.fixture(scope="module")
 def ast_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = transformers.ASTConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_length=128,
-        num_mel_bins=128,
-        id2label=dict(enumerate(AUDIOSET_LIKE)),
-        label2id={label: i for i, label in enumerate(AUDIOSET_LIKE)},
-    )
-    model = transformers.ASTForAudioClassification(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))  # no parameter left at its neutral initial value
     folder = tmp_path_factory.mktemp("hf") / "ast-small"
-    model.save_pretrained(folder)
+    write_small_ast(folder, AUDIOSET_LIKE, noise=0.02)
     return folder
 
 

@@ -37,3 +37,19 @@ def test_rules_give_class_weights_that_reweight_the_prediction(song):
     weights[GENRES.index("Metal")] = 1.3
     prediction = predict_file(logits, OutputHead(GENRES, HeadConfig()), PostprocessConfig(), class_weights=weights)
     assert prediction.top_genre == "Metal" and prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_non_finite_float_audio_is_a_decode_error_with_every_option_on(tmp_path, bad):
+    """A float WAV holding NaN/Inf used to escape as librosa's ParameterError from the rule layer (a failed block)."""
+    import soundfile as sf
+
+    from acousticsense.extract import StageError
+
+    x = np.random.default_rng(0).standard_normal(22050 * 4).astype(np.float32) * 0.1
+    x[5000:6000] = np.nan if bad == "nan" else np.inf
+    sf.write(tmp_path / "bad.wav", x, 22050, subtype="FLOAT")
+    config = FeatureConfig(rules=True, enhance="both", segments=2, excerpt_s=2.0)
+    with pytest.raises(StageError, match="non-finite samples") as info:
+        ExcerptFeaturizer(config, labels=GENRES)(str(tmp_path / "bad.wav"))
+    assert info.value.stage == "decode"
