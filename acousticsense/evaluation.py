@@ -1,10 +1,13 @@
 """Offline evaluation: classification and calibration metrics, temperature fitting, and pictures.
 
-Everything works on file-level probabilities ``(n_files, n_classes)`` and integer labels, in the
-label order of the bundle. Metrics are pure numpy and return JSON-ready dicts. The temperature is
-fitted through the very functions that serve predictions (:func:`acousticsense.postprocess.softmax`
-and :func:`acousticsense.postprocess.aggregate`), so a fitted value means the same thing in batch and
-online. matplotlib is imported inside the plotting functions only.
+Everything works on file-level probabilities ``(n_files, n_genres)`` and integer labels, in the
+genre order of the bundle (``bundle.genres``: for a tagger, the genres its tags map to). Metrics are
+pure numpy and return JSON-ready dicts. The temperature is fitted through the very functions that
+serve predictions (the bundle's :class:`acousticsense.postprocess.OutputHead`: softmax or sigmoid
+scores, averaged over windows as :func:`acousticsense.postprocess.predict_file` does, then the genre
+distribution), so a fitted value means the same thing in batch and online, for single-label and
+multi-label bundles alike. matplotlib
+is imported inside the plotting functions only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from acousticsense.postprocess import aggregate, softmax
+from acousticsense.postprocess import OutputHead
 
 __all__ = [
     "classification_metrics",
@@ -143,20 +146,25 @@ def negative_log_likelihood(probs: np.ndarray, y_true: np.ndarray) -> float:
 def fit_temperature(
     window_logits: Sequence[np.ndarray],
     y_true: np.ndarray,
+    head: OutputHead,
     aggregation: str = "mean",
     bounds: tuple[float, float] = (0.05, 20.0),
 ) -> float:
-    """The softmax temperature that minimises the NLL of the file-level probabilities.
+    """The temperature that minimises the NLL of the file-level genre probabilities.
 
-    A file's probabilities are computed exactly as in :func:`acousticsense.postprocess.predict_file`:
-    ``aggregate(softmax(window_logits_i, T), aggregation)``. The search runs over ``log T`` with
-    ``scipy.optimize.minimize_scalar(method="bounded")``. Put the result in
-    ``PostprocessConfig.temperature``.
+    A file's probabilities are computed exactly as in :func:`acousticsense.postprocess.predict_file`
+    with ``aggregation="mean"`` and rules off: the label scores ``head.scores(window_logits_i, T)`` (a
+    softmax over the labels for single-label heads, independent sigmoids for multi-label heads) are
+    averaged over the file's windows, and ``head.genre_distribution`` turns that mean into genre
+    probabilities (for a tagger: each genre takes its best tag, renormalised over the genres). The
+    search runs over ``log T`` with ``scipy.optimize.minimize_scalar(method="bounded")``. Put the result
+    in ``PostprocessConfig.temperature``.
 
     Args:
-        window_logits: one float ``(n_windows_i, n_classes)`` array per file (a ``(n_classes,)``
-            array is one window).
-        y_true: int ``(n_files,)`` true class indices.
+        window_logits: one float ``(n_windows_i, n_labels)`` array per file (a ``(n_labels,)`` array is
+            one window): the model's raw outputs, before any activation.
+        y_true: int ``(n_files,)`` true genre indices into ``head.genres``.
+        head: the bundle's output head (``bundle.output_head``).
         aggregation: ``"mean"`` (the only one a temperature can change: ``"vote"`` shares count
             arg-maxes, which no temperature moves, so it is refused).
         bounds: search interval for ``T``, ``0 < low < high``.
@@ -183,19 +191,21 @@ def fit_temperature(
     y = np.asarray(y_true).reshape(-1)
     if not files or len(files) != len(y):
         raise ValueError(f"need one logits array per label and at least one file; got {len(files)} and {len(y)}")
-    n_classes = files[0].shape[1]
-    if any(f.ndim != 2 or f.shape[0] == 0 or f.shape[1] != n_classes for f in files):
-        raise ValueError(f"every file's logits must be (n_windows >= 1, {n_classes})")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"y_true must hold integer class indices in [0, {n_classes})")
+    n_labels, n_genres = len(head.labels), len(head.genres)
+    if any(f.ndim != 2 or f.shape[0] == 0 or f.shape[1] != n_labels for f in files):
+        raise ValueError(f"every file's logits must be (n_windows >= 1, {n_labels}): one column per head label")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_genres:
+        raise ValueError(f"y_true must hold integer genre indices in [0, {n_genres})")
 
-    stacked = np.concatenate(files)  # softmax is row-wise: one call for every window of every file
-    splits = np.cumsum([f.shape[0] for f in files])[:-1]
+    stacked = np.concatenate(files)  # the head works row by row: one call for every window of every file
+    counts = np.array([f.shape[0] for f in files])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rows = np.arange(len(y))
 
     def nll(log_t: float) -> float:
-        window_probs = softmax(stacked, math.exp(log_t))
-        file_probs = np.stack([aggregate(w, aggregation) for w in np.split(window_probs, splits)])
+        scores = head.scores(stacked, math.exp(log_t)).astype(np.float64)
+        mean_scores = np.add.reduceat(scores, starts, axis=0) / counts[:, None]  # (n_files, n_labels)
+        file_probs = head.genre_distribution(mean_scores)
         return float(-np.log(np.clip(file_probs[rows, y].astype(np.float64), _P_MIN, 1.0)).mean())
 
     result = minimize_scalar(nll, bounds=(math.log(low), math.log(high)), method="bounded", options={"xatol": 1e-4})

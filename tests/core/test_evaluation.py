@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from acousticsense.config import GENRES, PostprocessConfig
+from acousticsense.config import GENRES, HeadConfig, PostprocessConfig
 from acousticsense.evaluation import (
     classification_metrics,
     expected_calibration_error,
@@ -12,10 +12,17 @@ from acousticsense.evaluation import (
     plot_confusion_matrix,
     plot_reliability_diagram,
 )
-from acousticsense.postprocess import predict_file, softmax
+from acousticsense.postprocess import OutputHead, predict_file, softmax
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ("a", "b", "c", "d")  # "d" never occurs: it must not drag the macro F1 down
+# A small tagger: 8 tags, 4 genres (tag t7 belongs to no genre, like a mood or a decade).
+TAGS = tuple(f"t{i}" for i in range(8))
+TAGGER = OutputHead(
+    TAGS,
+    HeadConfig(activation="sigmoid", genres={"A": ("t0", "t1"), "B": ("t2",), "C": ("t3", "t4", "t5"), "D": ("t6",)}),
+)
+SOFTMAX6 = OutputHead([str(i) for i in range(6)], HeadConfig())
 
 
 def _one_hot_ish(pred: list[int], n_classes: int = 4, top: float = 0.7) -> np.ndarray:
@@ -83,43 +90,68 @@ def test_ece_is_zero_when_calibrated_and_positive_when_over_confident():
     assert expected_calibration_error(over, y_over) == pytest.approx(0.35)
 
 
+def _file_probs(head: OutputHead, files: list[np.ndarray], temperature: float) -> np.ndarray:
+    """What the pipeline reports for each file at this temperature: predict_file's probabilities."""
+    config = PostprocessConfig(temperature=temperature)
+    return np.stack([predict_file(f, head, config).probabilities for f in files])
+
+
 @pytest.mark.parametrize("t_true", [2.5, 0.5])
 def test_fit_temperature_recovers_the_generating_temperature(t_true):
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 3.0, size=(2000, len(GENRES)))
     y = _sample_labels(softmax(logits, t_true), rng)
-    fitted = fit_temperature([row[None, :] for row in logits], y)
+    fitted = fit_temperature([row[None, :] for row in logits], y, OutputHead(GENRES, HeadConfig()))
     assert fitted == pytest.approx(t_true, rel=0.15)
     assert (fitted > 1.0) == (t_true > 1.0)  # over-confident logits are cooled, under-confident sharpened
 
 
-def test_fitted_temperature_minimises_the_nll_of_predict_file():
+@pytest.mark.parametrize("t_true", [3.0, 0.7])
+def test_fit_temperature_recovers_the_generating_temperature_of_a_sigmoid_head(t_true):
+    rng = np.random.default_rng(3)
+    files = [rng.normal(-1.0, 3.0, size=(int(rng.integers(1, 4)), len(TAGS))) for _ in range(3000)]
+    y = _sample_labels(_file_probs(TAGGER, files, t_true), rng)
+    fitted = fit_temperature(files, y, TAGGER)
+    assert fitted == pytest.approx(t_true, rel=0.2)
+    assert (fitted > 1.0) == (t_true > 1.0)
+
+
+@pytest.mark.parametrize("head", [SOFTMAX6, TAGGER], ids=["softmax", "sigmoid"])
+def test_fitted_temperature_minimises_the_nll_of_predict_file(head):
     rng = np.random.default_rng(1)
-    files = [rng.normal(0.0, 4.0, size=(int(rng.integers(1, 5)), 6)) for _ in range(300)]
-    # Labels from each file's mean window logits at T = 3: the windows are over-confident.
-    y = np.array([_sample_labels(softmax(f.mean(axis=0, keepdims=True), 3.0), rng)[0] for f in files])
-    fitted = fit_temperature(files, y)
-    labels = [str(i) for i in range(6)]
+    files = [rng.normal(0.0, 4.0, size=(int(rng.integers(1, 5)), len(head.labels))) for _ in range(300)]
+    # Labels drawn from the files' probabilities at T = 3: the windows are over-confident.
+    y = _sample_labels(_file_probs(head, files, 3.0), rng)
+    fitted = fit_temperature(files, y, head)
 
     def nll(t: float) -> float:
         config = PostprocessConfig(temperature=t)
-        p_true = [predict_file(f, labels, config).probabilities[label] for f, label in zip(files, y)]
+        p_true = [predict_file(f, head, config).probabilities[label] for f, label in zip(files, y)]
         return float(-np.mean(np.log(np.clip(p_true, 1e-12, 1.0))))
 
     assert nll(fitted) <= min(nll(fitted * 1.05), nll(fitted / 1.05)) + 1e-9
     assert nll(fitted) < nll(1.0)
+    assert fitted > 1.0
 
 
 def test_fit_temperature_checks_its_inputs():
+    head = OutputHead(["x", "y", "z"], HeadConfig())
     logits = [np.zeros((2, 3)), np.ones((1, 3))]
     with pytest.raises(ValueError, match="vote"):
-        fit_temperature(logits, np.array([0, 1]), aggregation="vote")
+        fit_temperature(logits, np.array([0, 1]), head, aggregation="vote")
     with pytest.raises(ValueError):
-        fit_temperature(logits, np.array([0]))
+        fit_temperature(logits, np.array([0]), head)
     with pytest.raises(ValueError):
-        fit_temperature([np.zeros((2, 3)), np.zeros((1, 4))], np.array([0, 1]))
+        fit_temperature([np.zeros((2, 3)), np.zeros((1, 4))], np.array([0, 1]), head)
     with pytest.raises(ValueError):
-        fit_temperature(logits, np.array([0, 1]), bounds=(2.0, 1.0))
+        fit_temperature(logits, np.array([0, 1]), head, bounds=(2.0, 1.0))
+    # A tagger's logits have one column per tag, and y_true indexes its genres, not its tags.
+    tag_logits = [np.zeros((2, len(TAGS)))] * 2
+    assert fit_temperature(tag_logits, np.array([0, 3]), TAGGER) > 0
+    with pytest.raises(ValueError, match="genre indices"):
+        fit_temperature(tag_logits, np.array([0, 4]), TAGGER)
+    with pytest.raises(ValueError, match="one column per head label"):
+        fit_temperature([np.zeros((2, 4))] * 2, np.array([0, 3]), TAGGER)
 
 
 def test_plots_are_valid_pngs(tmp_path):
