@@ -12,18 +12,25 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import benchmarks.inference as bench
-from acousticsense import FeatureConfig, ModelConfig, WindowClassifier, model_config_for
-from benchmarks.inference import main, vit_flops_per_window
+from acousticsense import FeatureConfig, MusicnnConfig, ViTConfig, build_model, load_bundle, model_config_for
+from acousticsense.models import ASTConfig
+from benchmarks.inference import (
+    ast_flops_per_window,
+    flops_per_window,
+    main,
+    musicnn_flops_per_window,
+    vit_flops_per_window,
+)
 
 
-def _counted_flops_per_window(config: ModelConfig, batch: int = 2) -> int:
-    """FLOPs that torch's FlopCounterMode sees in one forward pass, per window.
+def _counted_flops_per_window(config, batch: int = 2) -> int:
+    """FLOPs that torch's FlopCounterMode sees in one forward pass of the family's model, per window.
 
     The math SDPA backend runs attention as two bmm calls the counter knows; the fused CPU kernel
     (``_scaled_dot_product_flash_attention_for_cpu``) has no FLOP formula and would count as zero.
     """
     torch.manual_seed(0)
-    model = WindowClassifier(config).eval()
+    model = build_model(config)
     x = torch.randn(batch, config.n_mels, config.window_frames)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(x)
@@ -41,10 +48,46 @@ def test_tiny_flops_match_hand_count_and_flop_counter():
 
 
 def test_flops_follow_the_config():
-    config = ModelConfig(
-        n_mels=64, window_frames=96, patch_size=8, dim=48, depth=3, heads=3, mlp_ratio=2.0, n_classes=7
-    )
+    config = ViTConfig(n_mels=64, window_frames=96, patch_size=8, dim=48, depth=3, heads=3, mlp_ratio=2.0, n_classes=7)
     assert vit_flops_per_window(config) == pytest.approx(_counted_flops_per_window(config), rel=0.02)
+
+
+def test_musicnn_flops_match_hand_count_and_flop_counter():
+    config = MusicnnConfig()  # one network, as musicnn-msd and musicnn-mtt
+    # By hand, 187 frames x 96 mel bands: timbral 7x38 and 7x67 (204 filters, valid over mel: 59 and 30 bands),
+    # temporal 128/64/32 x 1 (51 filters, all 96 bands), mid-end 561 -> 64 -> 64 -> 64 (kernel 7), dense.
+    timbral = 204 * 187 * 59 * 7 * 38 + 204 * 187 * 30 * 7 * 67  # 598,694,712 + 536,742,360 MACs
+    temporal = 51 * 187 * 96 * (128 + 64 + 32)  # 205,083,648
+    midend = 64 * 187 * 7 * (561 + 64 + 64)  # 57,721,536
+    dense = 1506 * 200 + 200 * 50  # 311,200
+    assert musicnn_flops_per_window(config) == 2 * (timbral + temporal + midend + dense) == 2_797_107_168
+    assert musicnn_flops_per_window(config) == pytest.approx(_counted_flops_per_window(config), rel=0.01)
+    # The default bundle runs both networks: twice the work, and the output merge adds none.
+    both = load_bundle("musicnn-msd-mtt", weights=False).model
+    assert flops_per_window(both) == 2 * 2_797_107_168
+    assert flops_per_window(both) == pytest.approx(_counted_flops_per_window(both, batch=1), rel=0.01)
+
+
+def test_musicnn_flops_follow_the_config():
+    config = MusicnnConfig(
+        n_mels=40, window_frames=50, timbral_kernels=((3, 10),), timbral_filters=8, temporal_kernels=(16, 5),
+        temporal_filters=4, midend_filters=8, midend_kernel=3, backend_units=16, tags=6, networks=2,
+    )  # fmt: skip
+    assert musicnn_flops_per_window(config) == pytest.approx(_counted_flops_per_window(config), rel=0.01)
+
+
+def test_ast_flops_match_hand_count_and_flop_counter():
+    config = ASTConfig()  # AudioSet geometry, ViT-B
+    assert config.n_patches + 2 == 1214
+    patch_embed = 2 * 1212 * 768 * 16 * 16
+    per_block = 2 * 1214 * (4 * 768 * 768 + 2 * 3072 * 768) + 4 * 1214 * 1214 * 768
+    assert ast_flops_per_window(config) == patch_embed + 12 * per_block + 2 * 768 * 527
+    assert ast_flops_per_window(config) / 1e9 == pytest.approx(261.0, abs=0.1)
+    small = ASTConfig(
+        n_mels=32, window_frames=64, patch_size=8, frequency_stride=6, time_stride=6, dim=32, depth=2, heads=2,
+        mlp_dim=64, n_classes=5,
+    )  # fmt: skip
+    assert ast_flops_per_window(small) == pytest.approx(_counted_flops_per_window(small), rel=0.02)
 
 
 def test_short_cpu_run_writes_the_json(tmp_path, capsys):
@@ -60,7 +103,8 @@ def test_short_cpu_run_writes_the_json(tmp_path, capsys):
         assert key in result, key
     assert result["flops_per_window"] == 60_557_312
     assert result["machine"]["torch"] == torch.__version__ and result["machine"]["cpu_model"]
-    assert result["config"]["trained_weights"] is True  # tiny is the demo bundle's preset
+    assert result["config"]["trained_weights"] is True  # tiny is the synthetic-tiny bundle's preset
+    assert (result["config"]["model_name"], result["config"]["activation"]) == ("vit-tiny", "softmax")
     assert {c["precision"] for c in result["ceilings"]} == {"fp32", "int8"}
     assert all(c["tflops"] > 0 for c in result["ceilings"])
 
@@ -75,8 +119,88 @@ def test_short_cpu_run_writes_the_json(tmp_path, capsys):
     parity = result["parity"]
     assert {(p["precision"], p["inputs"]) for p in parity} == {("int8", "music"), ("int8", "normal")}
     for p in parity:
-        assert 0.0 <= p["top1_agreement_pct"] <= 100.0
+        assert 0.0 <= p["top1_agreement_pct"] <= 100.0 and 0.0 <= p["top5_overlap_pct"] <= 100.0
         assert 0.0 <= p["max_abs_prob_diff"] <= 1.0 and p["windows"] == 16 and p["finite"]
+
+
+def _run(argv, capsys) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_musicnn_run_reports_excerpt_cost_ceiling_and_fp32_parity(capsys):
+    """The real model: its FLOPs, cost per 30 s excerpt, share of the fp32 ceiling, and channels-last parity."""
+    argv = ["--device", "cpu", "--model", "musicnn", "--batch-sizes", "1", "--precisions", "fp32,int8"]
+    argv += ["--channels-last", "both", "--iters", "1", "--warmup", "0", "--min-time-s", "0", "--op-breakdown"]
+    argv += ["--parity-windows", "2", "--ceiling-size", "256", "--ceiling-time-s", "0"]
+    result = _run(argv, capsys)
+
+    cfg = result["config"]
+    assert (cfg["model_name"], cfg["family"], cfg["activation"], cfg["trained_weights"]) == (
+        "musicnn-msd", "musicnn", "sigmoid", True,
+    )  # fmt: skip
+    assert cfg["preset"] is None and cfg["model"]["networks"] == 1
+    assert result["flops_per_window"] == musicnn_flops_per_window(MusicnnConfig()) == 2_797_107_168
+    assert result["windows_per_excerpt"] == 11  # 30 s at 16 kHz, hop 256: 1,876 frames in 187-frame patches
+    assert "conv/matmul" in result["ceiling_note"]
+    assert [c["precision"] for c in result["ceilings"]] == ["fp32"]  # int8 musicnn runs its convs in fp32
+
+    rows = result["results"]
+    assert [(r["precision"], r["channels_last"]) for r in rows] == [
+        ("fp32", False), ("fp32", True), ("int8", False), ("int8", True),
+    ]  # fmt: skip
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert row["ceiling_precision"] == "fp32" and row["share_of_ceiling"] > 0
+        assert row["ms_per_excerpt"] == pytest.approx(11e3 / row["windows_per_s"])
+        assert row["excerpts_per_s"] == pytest.approx(row["windows_per_s"] / 11)
+        assert row["cpu_s"] > 0 and row["windows_per_cpu_s"] > 0
+
+    breakdown = result["variants"][0]["op_breakdown"]  # fp32 at its largest batch: where the time goes
+    assert breakdown["batch_size"] == 1 and any("convolution" in o["op"] for o in breakdown["ops"])
+    assert all(0 < o["share_pct"] <= 100 for o in breakdown["ops"])
+
+    parity = {(p["precision"], p["channels_last"], p["inputs"]): p for p in result["parity"]}
+    variants = [("fp32", True), ("int8", False), ("int8", True)]  # all but the fp32 reference itself
+    assert set(parity) == {(*v, inputs) for v in variants for inputs in ("music", "normal")}
+    for inputs in ("music", "normal"):
+        same = parity[("fp32", True, inputs)]  # fp32 vs fp32, another memory layout: the same numbers
+        assert same["activation"] == "sigmoid" and same["windows"] == 2 and same["finite"]
+        assert same["max_abs_prob_diff"] < 1e-4 and same["top1_agreement_pct"] == 100.0
+        assert same["top5_agreement_pct"] == 100.0 and same["top5_overlap_pct"] == 100.0
+        assert 0.0 <= parity[("int8", False, inputs)]["max_abs_prob_diff"] < 0.5
+    assert "accuracy_pct" not in same  # its tags are not the demo corpus's genres
+
+
+def test_ast_geometry_runs_with_sigmoid_parity(capsys, monkeypatch):
+    """``--model ast`` end to end: AST's front end and 1214-token geometry; a narrow width keeps it fast."""
+    narrow = ASTConfig(dim=32, depth=1, heads=2, mlp_dim=64)  # the default 128 x 1024 input, 1212 patches
+    monkeypatch.setattr(bench, "ASTConfig", lambda: narrow)
+    argv = ["--device", "cpu", "--model", "ast", "--batch-sizes", "1,2", "--precisions", "fp32,bf16"]
+    argv += ["--iters", "1", "--warmup", "0", "--min-time-s", "0", "--parity-windows", "2"]
+    argv += ["--ceiling-size", "256", "--ceiling-time-s", "0"]
+    result = _run(argv, capsys)
+
+    cfg = result["config"]
+    assert (cfg["model_name"], cfg["family"], cfg["activation"], cfg["trained_weights"]) == (
+        "ast", "ast", "sigmoid", False,
+    )  # fmt: skip
+    assert (cfg["model"]["n_mels"], cfg["model"]["window_frames"]) == (128, 1024)
+    assert cfg["features"]["front_end"] == "kaldi_fbank"
+    assert result["flops_per_window"] == ast_flops_per_window(narrow)
+    assert result["windows_per_excerpt"] == 3  # 30 s of 10 ms fbank frames in 1024-frame windows
+    assert [r["status"] for r in result["results"]] == ["ok"] * 4
+    assert "11 s" in result["parity_inputs"]["music"]  # clips longer than one 10.24 s window
+    bf16 = [p for p in result["parity"] if p["precision"] == "bf16"]
+    assert {p["inputs"] for p in bf16} == {"music", "normal"}
+    assert all(p["activation"] == "sigmoid" and p["finite"] and p["max_abs_prob_diff"] < 0.1 for p in bf16)
+
+
+def test_model_flags_are_checked():
+    with pytest.raises(SystemExit):
+        main(["--device", "cpu", "--model", "musicnn", "--preset", "tiny"])
+    with pytest.raises(SystemExit):
+        main(["--device", "cpu", "--model", "resnet"])
 
 
 @pytest.mark.requires_cuda
