@@ -17,10 +17,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# A small synthetic corpus (16 genres x 4 clips of 30 s, four formats) plus three broken files,
-# classified by the demo bundle on a local Ray.
+# A small synthetic corpus (16 genres x 2 clips of 30 s, four formats) plus three broken files,
+# classified by the default bundle (musicnn-msd-mtt) on a local Ray.
 demo: install
-	$(BIN)/python -m acousticsense.demo.corpus --output $(DEMO_CORPUS) --per-class 4 --seed 7 \
+	$(BIN)/python -m acousticsense.demo.corpus --output $(DEMO_CORPUS) --per-class 2 --seed 7 \
 		--duration-s 30 --formats wav,flac,ogg,mp3
 	mkdir -p $(DEMO_CORPUS)/_broken
 	: > $(DEMO_CORPUS)/_broken/empty.wav
