@@ -163,12 +163,19 @@ class ExcerptFeaturizer:
             raise StageError("features", f"rule layer: {type(e).__name__}: {e}") from e
 
     def __call__(self, source: AudioSource) -> FeaturizedAudio:
-        """Featurize one file.
+        """Featurize one file: :meth:`prepare`, then :meth:`windows_of`.
 
         Raises:
             StageError: with ``stage`` ``decode`` (unreadable, empty, truncated, too short) or ``features``.
         """
-        prepared = self.prepare(source)
+        return self.windows_of(self.prepare(source))
+
+    def windows_of(self, prepared: PreparedAudio) -> FeaturizedAudio:
+        """The model windows of a prepared file (its segments through the front end), with its metadata.
+
+        Raises:
+            StageError: ``features`` stage, e.g. non-finite values from corrupt samples.
+        """
         t0 = time.perf_counter()
         windows, per_segment = segment_windows(prepared.segments, self.log_mel)
         return FeaturizedAudio(

@@ -42,7 +42,7 @@ import acousticsense
 from acousticsense import FeatureConfig, choose_segments
 from acousticsense import top_k as top_k_of
 from acousticsense.bundle import DEFAULT_BUNDLE
-from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError, segment_windows
+from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError
 from acousticsense.features import n_frames
 from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, read_form
 from serving.config import load_service_bundle, parse_args
@@ -198,24 +198,13 @@ def _featurize_with_spectrogram(
 ) -> tuple[FeaturizedAudio, dict[str, Any]]:
     """What ``featurizer(source)`` computes (the same windows, for the model), plus :func:`spectrogram_body`.
 
-    ``ExcerptFeaturizer.__call__`` in two public steps, so that each segment's length (which fixes how much
-    the last window overlaps the one before it) is still known when the windows are stitched back.
+    ``ExcerptFeaturizer.__call__`` in its two public steps (``prepare``, ``windows_of``), so that each segment's
+    length (which fixes how much the last window overlaps the one before it) is still known when the windows
+    are stitched back.
     """
     prepared = featurizer.prepare(source)
-    t0 = time.perf_counter()
-    windows, per_segment = segment_windows(prepared.segments, featurizer.log_mel)
+    features = featurizer.windows_of(prepared)
     t1 = time.perf_counter()
-    features = FeaturizedAudio(
-        windows=windows,
-        duration_s=prepared.duration_s,
-        sample_rate_hz=prepared.sample_rate_hz,
-        channels=prepared.channels,
-        offset_s=prepared.offset_s,
-        excerpt_s=prepared.excerpt_s,
-        segment_windows=per_segment,
-        timings_s={**prepared.timings_s, "features": t1 - t0},
-        class_weights=prepared.class_weights,
-    )
     frames = [n_frames(segment.shape[-1], featurizer.config) for segment in prepared.segments]
     picture = spectrogram_body(features, frames, featurizer.config, max_columns)
     features.timings_s["spectrogram"] = time.perf_counter() - t1
