@@ -2,6 +2,10 @@
 
 A per-file exception becomes ``status='error'`` with ``error`` and ``error_stage``, so one bad file
 never fails a block and every input file leaves exactly one row.
+
+The driver imports this module for the class objects only (Ray pickles them by reference), so torch and
+the torch side of the core are imported where they run: in the actors' constructors and methods. A
+driver that lists files, plans the pools and summarises the job never pays for torch (~2 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -11,28 +15,19 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import ray
-import torch
 
-from acousticsense import (
-    AcousticSenseError,
-    ModelBundle,
-    WindowPredictor,
-    load_bundle,
-    open_binary,
-    predict_file,
-)
-from acousticsense.cache import SpectrogramCache
-from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, PreparedAudio, StageError, segment_windows
-from acousticsense.features import front_end
-from acousticsense.inference import logits_per_file
-from acousticsense.storage import is_remote
+from acousticsense.errors import AcousticSenseError
+from acousticsense.storage import is_remote, open_binary
 from pipelines._metrics import metrics, observe_stages
 from pipelines._schema import FEATURES_SCHEMA, OUTPUT_SCHEMA, PAYLOAD_FIELDS, WINDOW_LOGITS_FIELD
+
+if TYPE_CHECKING:
+    from acousticsense import ModelBundle
+    from acousticsense.extract import FeaturizedAudio, PreparedAudio
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +38,8 @@ def job_bundle(
     bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any], *, weights: bool = True
 ) -> ModelBundle:
     """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
+    from acousticsense import load_bundle  # the model registry imports torch
+
     return load_bundle(bundle_uri, storage_options, weights=weights).with_overrides(**overrides)
 
 
@@ -62,6 +59,9 @@ class FeaturizeFiles:
         features_on: str = "cpu",
         cache_uri: str | None = None,
     ) -> None:
+        from acousticsense.cache import SpectrogramCache
+        from acousticsense.extract import ExcerptFeaturizer
+
         self.storage_options = dict(storage_options)
         self.bundle = job_bundle(bundle_uri, storage_options, overrides, weights=False)  # configs only
         self.features_on = features_on
@@ -79,6 +79,8 @@ class FeaturizeFiles:
         return pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
 
     def _one(self, path: str, list_error: str | None) -> dict[str, Any]:
+        from acousticsense.extract import FeaturizedAudio, PreparedAudio, StageError
+
         row: dict[str, Any] = {"path": path, "status": "error"}
         if list_error:
             return row | {"error": list_error, "error_stage": "list"}
@@ -169,6 +171,12 @@ class ClassifyWindows:
         torch_threads: int = 1,
         keep_window_logits: bool = False,
     ) -> None:
+        import ray
+        import torch
+
+        from acousticsense import WindowPredictor
+        from acousticsense.features import front_end
+
         self.schema = OUTPUT_SCHEMA.append(WINDOW_LOGITS_FIELD) if keep_window_logits else OUTPUT_SCHEMA
         torch.set_num_threads(max(1, torch_threads))
         if ray.get_gpu_ids() and not torch.cuda.is_available():
@@ -189,6 +197,12 @@ class ClassifyWindows:
         self.log_mel = front_end(features).to(self.predictor.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        from acousticsense import predict_file
+        from acousticsense.extract import StageError
+        from acousticsense.inference import logits_per_file
+
         payload = list(_PAYLOAD_COLUMNS)
         rows = batch.drop_columns(payload).to_pylist()
         columns = {name: batch.column(name).to_pylist() for name in payload}
@@ -270,6 +284,10 @@ class ClassifyWindows:
 
     def _featurize_here(self, waveform: bytes, samples: list[int], row: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
         """STFT + mel on this actor's device for a file whose CPU stage stopped after resampling."""
+        import torch
+
+        from acousticsense.extract import segment_windows
+
         t0 = time.perf_counter()
         mono = torch.from_numpy(np.frombuffer(waveform, dtype=np.float32).copy())
         segments = list(torch.split(mono, samples))

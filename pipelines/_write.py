@@ -1,6 +1,8 @@
-"""The writer stage: one Parquet shard per batch of prediction rows, committed whole.
+"""Shard writing: one Parquet shard per batch of prediction rows, committed whole.
 
-Kept apart from ``_stages`` so the writer's worker process imports pyarrow and fsspec, not torch.
+The driver calls :func:`write_shard` itself while the CPU pool has at most 16 actors; larger pools add
+:class:`WriteShards` actors. Kept apart from ``_stages`` so neither the driver nor a writer actor's
+process imports torch for it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ SUMMARY_TAGS = 3  # each file's best tags that the end-of-job summary counts
 
 
 class WriteShards:
-    """Writer stage: one Parquet shard per ``--files-per-shard`` rows; returns their summary columns plus ``write_s``.
+    """Writer actors for large pools: one Parquet shard per ``--files-per-shard`` rows; returns their summary columns
+    plus ``write_s``.
 
     Long-lived actors rather than tasks: a task with ``num_cpus=0`` gets a fresh worker process
     whenever Ray has reaped the idle one, and each new worker used to import torch again (measured:

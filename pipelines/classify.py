@@ -1,18 +1,21 @@
 """Classify every audio file under one or more inputs and write one Parquet row per file.
 
-Run it locally (starts Ray in-process when ``RAY_ADDRESS`` is unset) or on a cluster::
+Run it locally (starts Ray in-process, without its dashboard unless ``--dashboard``, when ``RAY_ADDRESS`` is
+unset) or on a cluster::
 
     python -m pipelines.classify --input data/music --output out/predictions
     ray job submit --working-dir . -- python -m pipelines.classify --input s3://bucket/music --output s3://bucket/preds
 
 Stages: list files (driver) -> decode + featurize (CPU actor pool) -> batched inference across files
-(GPU actor pool, one GPU per actor) -> Parquet shards. On a cluster without GPUs the first two stages
-run fused in one CPU actor pool.
+(GPU actor pool, one GPU per actor) -> Parquet shards (written by the driver; by writer actors when the
+CPU pool has more than 16 actors). On a cluster without GPUs the first two stages run fused in one CPU
+actor pool. The driver checks the bundle and lists the inputs while Ray starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import math
@@ -20,6 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,11 +33,11 @@ import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
 
-from acousticsense import DEFAULT_BUNDLE, NAMED_BUNDLES, AcousticSenseError, list_files
-from acousticsense.storage import check_writable, filesystem, is_remote, join_uri
+from acousticsense.errors import AcousticSenseError
+from acousticsense.storage import check_writable, filesystem, is_remote, join_uri, list_files
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
-from pipelines._write import WriteShards
+from pipelines._write import WriteShards, write_shard
 
 __all__ = ["JobOptions", "run_classification", "main"]
 
@@ -53,7 +57,7 @@ class JobOptions:
     accelerator_actors: int | None = None
     files_per_batch: int = 4  # CPU stage
     inference_files_per_batch: int | None = None  # None: 64 (GPU stage; CPU-only jobs use files_per_batch)
-    max_batch_windows: int | None = None  # None: 512 with GPUs, 128 on CPU
+    max_batch_windows: int | None = None  # None: 512 with GPUs, 4 on CPU (_CPU_BATCH_WINDOWS)
     files_per_shard: int | None = None  # None: the inference batch with GPUs, 64 on CPU
     device: str = "auto"
     precision: str = "auto"
@@ -106,6 +110,22 @@ class _Plan:
     max_batch_windows: int
     files_per_shard: int
     device: str
+    writer_actors: int = 0  # 0: the driver writes the shards (see _writer_actors)
+
+
+# Windows per forward pass on CPU. On one thread musicnn costs 73-76 ms a window in batches of 1 to 4 and
+# 103-139 ms in batches of 11 to 44 (its activations outgrow the caches; BENCHMARKS.md); the tiny ViT is
+# within ~0.5 ms a window of its best at any size. GPUs keep large batches.
+_CPU_BATCH_WINDOWS = 4
+
+# One writer actor per this many CPU actors; a pool no larger than this needs none (the driver writes).
+_CPU_ACTORS_PER_WRITER = 16
+
+
+def _writer_actors(cpu_actors: int) -> int:
+    """Writer actors for a pool of ``cpu_actors``: none up to 16, where the driver keeps up and writes the shards
+    itself; beyond, one per 16 CPU actors, so object-store uploads of a large cluster are not serialised."""
+    return 0 if cpu_actors <= _CPU_ACTORS_PER_WRITER else math.ceil(cpu_actors / _CPU_ACTORS_PER_WRITER)
 
 
 def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan:
@@ -128,6 +148,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
             max_batch_windows=options.max_batch_windows or 512,
             files_per_shard=options.files_per_shard or options.inference_files_per_batch or 64,
             device=options.device,
+            writer_actors=_writer_actors(options.cpu_actors or cpus),
         )
     # CPU only: each actor featurizes its files and classifies them (FeaturizeAndClassify), one per core.
     ignored = [
@@ -144,9 +165,10 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         gpus_per_actor=0.0,
         cpus_per_accelerator_actor=0.0,
         inference_files_per_batch=options.files_per_batch,
-        max_batch_windows=options.max_batch_windows or 128,
+        max_batch_windows=options.max_batch_windows or _CPU_BATCH_WINDOWS,
         files_per_shard=options.files_per_shard or 64,
         device="cpu" if options.device == "auto" else options.device,
+        writer_actors=_writer_actors(cpu_actors),
     )
 
 
@@ -172,13 +194,23 @@ def _looks_like_file(uri: str) -> bool:
     return "." in tail and not uri.endswith("/")
 
 
-def run_classification(options: JobOptions, *, progress: bool = True) -> JobSummary:
-    """Run the job on the current Ray cluster (``ray.init`` must have been called) and return its summary.
+@dataclass(frozen=True)
+class _Prepared:
+    """What the driver settles before any actor runs: the bundle's identity and the files left to classify."""
+
+    model_version: str
+    feature_hash: str
+    items: list[dict[str, Any]]
+    skipped_existing: int
+
+
+def _prepare(options: JobOptions) -> _Prepared:
+    """Check the bundle, list the inputs, check the output (and read it, with ``--resume``). Needs no cluster.
 
     Raises:
-        AcousticSenseError / FileNotFoundError: bad model bundle, missing input folder.
+        AcousticSenseError / FileNotFoundError / FileExistsError / ValueError: bad bundle, missing input,
+            an output that already holds shards.
     """
-    started = time.perf_counter()
     # Fail fast on the driver; the weights are read by the inference actors only.
     bundle = job_bundle(options.model, options.storage_options, options.overrides(), weights=False)
     items = list(_list_inputs(options))
@@ -190,23 +222,58 @@ def run_classification(options: JobOptions, *, progress: bool = True) -> JobSumm
         done = completed_paths(options.output, options.storage_options, bundle.version, bundle.feature_hash)
         remaining = [item for item in items if item["path"] not in done]
         skipped, items = len(items) - len(remaining), remaining
+    return _Prepared(bundle.version, bundle.feature_hash, items, skipped)
+
+
+def run_classification(options: JobOptions, *, progress: bool = True) -> JobSummary:
+    """Run the job on the current Ray cluster (``ray.init`` must have been called) and return its summary.
+
+    Raises:
+        AcousticSenseError / FileNotFoundError: bad model bundle, missing input folder.
+    """
+    started = time.perf_counter()
+    return _run(options, _prepare(options), progress=progress, started=started)
+
+
+def _run(options: JobOptions, prepared: _Prepared, *, progress: bool, started: float) -> JobSummary:
+    """Classify ``prepared.items`` on the connected cluster; the summary's wall time counts from ``started``."""
     plan = plan_resources(options, ray.cluster_resources())
+    items = prepared.items
     tables = _stream(options, plan, items, progress) if items else []
     summary = summarize(
         pa.concat_tables(tables) if tables else None,
         wall_s=time.perf_counter() - started,
         expected_files=len(items),
         output=options.output,
-        model_version=bundle.version,
-        feature_hash=bundle.feature_hash,
+        model_version=prepared.model_version,
+        feature_hash=prepared.feature_hash,
         plan=asdict(plan),
-        skipped_existing=skipped,
+        skipped_existing=prepared.skipped_existing,
     )
     return _write_summary(options, summary)
 
 
+# A job with at most this many batches per actor sends each actor one batch at a time (see _pool).
+_FEW_BATCHES_PER_ACTOR = 8
+
+
+def _pool(actors: int, batches: int) -> ActorPoolStrategy:
+    """A fixed pool of ``actors`` for ``batches`` batches.
+
+    Ray Data queues up to two tasks on an actor. In a small job the first actor to finish starting takes
+    two batches while the others still import torch, and with the default model a 4-file batch is ~5 s of
+    CPU: 10 files ran on one of two actors (BENCHMARKS.md). With few batches per actor each actor gets one
+    at a time; larger jobs keep the queue, which hides the round trip between an actor's tasks (~45 ms
+    measured, a third of a fast model's 4-file batch) and whose start-up imbalance the job's length absorbs.
+    """
+    one_at_a_time = batches <= _FEW_BATCHES_PER_ACTOR * actors
+    return ActorPoolStrategy(
+        min_size=actors, max_size=actors, max_tasks_in_flight_per_actor=1 if one_at_a_time else None
+    )
+
+
 def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progress: bool) -> list[pa.Table]:
-    """Featurize, classify and write ``items`` as one streaming Ray Data pipeline; the writer's summary rows."""
+    """Featurize, classify and write ``items`` as one streaming Ray Data pipeline; the shards' summary rows."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.execution_options.verbose_progress = False
@@ -233,18 +300,19 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
             | dict(torch_threads=max(1, int(plan.cpus_per_featurize_actor))),
             batch_size=options.files_per_batch,
             batch_format="pyarrow",
-            compute=ActorPoolStrategy(min_size=cpu_pool, max_size=cpu_pool),
+            compute=_pool(cpu_pool, blocks),
             num_cpus=plan.cpus_per_featurize_actor,
         )
     else:
-        accelerator_pool = min(plan.accelerator_actors, math.ceil(len(items) / plan.inference_files_per_batch))
+        inference_batches = math.ceil(len(items) / plan.inference_files_per_batch)
+        accelerator_pool = min(plan.accelerator_actors, inference_batches)
         ds = ds.map_batches(
             FeaturizeFiles,
             fn_constructor_args=stage_args,
             fn_constructor_kwargs=featurize_kwargs,
             batch_size=options.files_per_batch,
             batch_format="pyarrow",
-            compute=ActorPoolStrategy(min_size=cpu_pool, max_size=cpu_pool),
+            compute=_pool(cpu_pool, blocks),
             num_cpus=plan.cpus_per_featurize_actor,
         )
         ds = ds.map_batches(
@@ -253,18 +321,25 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
             fn_constructor_kwargs=classify_kwargs | dict(torch_threads=max(1, int(plan.cpus_per_accelerator_actor))),
             batch_size=plan.inference_files_per_batch,
             batch_format="pyarrow",
-            compute=ActorPoolStrategy(min_size=accelerator_pool, max_size=accelerator_pool),
+            compute=_pool(accelerator_pool, inference_batches),
             num_cpus=plan.cpus_per_accelerator_actor,
             num_gpus=plan.gpus_per_actor or None,
         )
-    # Writing is light I/O: long-lived actors that hold no CPU, so they never wait for one the pools hold.
-    # One is enough for a small cluster; object-store uploads on a big one get up to one per 16 CPU actors.
+    writers = _writer_actors(cpu_pool)
+    if not writers:
+        # The driver waits for the rows anyway: it writes each shard itself (the same write_shard, committed
+        # whole under its content name) instead of starting a writer process that would compete with the
+        # actors' start-up on a small node. Ray Data hands it exactly files_per_shard rows per batch.
+        batches = ds.iter_batches(batch_format="pyarrow", batch_size=plan.files_per_shard)
+        return [write_shard(batch, options.output, options.storage_options) for batch in batches]
+    # Large pools: writing is light I/O, on long-lived actors that hold no CPU (they never wait for one the
+    # pools hold), one per 16 CPU actors so object-store uploads run side by side.
     ds = ds.map_batches(
         WriteShards,
         fn_constructor_args=(options.output, options.storage_options),
         batch_size=plan.files_per_shard,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=1, max_size=max(1, math.ceil(cpu_pool / 16))),
+        compute=ActorPoolStrategy(min_size=writers, max_size=writers),
         num_cpus=0,
     )
     return list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
@@ -325,8 +400,21 @@ def _parse_storage_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Names the shipped bundles in ``--help`` only: the core's bundle module imports torch (~2 s)."""
+
+    def format_help(self) -> str:
+        from acousticsense import DEFAULT_BUNDLE, NAMED_BUNDLES
+
+        names = ", ".join(NAMED_BUNDLES)
+        for action in self._actions:
+            if action.dest == "model":
+                action.help = f"a shipped bundle ({names}) or a bundle folder / URI (default: {DEFAULT_BUNDLE})"
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m pipelines.classify",
         description="Classify every audio file under the inputs; write one Parquet row per file.",
     )
@@ -339,11 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder, file or fsspec URI (s3://…); repeat for several",
     )
     p.add_argument("--output", required=True, metavar="URI", help="folder or URI for the Parquet shards")
-    p.add_argument(
-        "--model",
-        metavar="BUNDLE",
-        help=f"a shipped bundle ({', '.join(NAMED_BUNDLES)}) or a bundle folder / URI (default: {DEFAULT_BUNDLE})",
-    )
+    p.add_argument("--model", metavar="BUNDLE", help="a shipped bundle or a bundle folder / URI")
     p.add_argument(
         "--storage-option",
         action="append",
@@ -361,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--files-per-batch", type=int, default=4, help="files per featurization call (default 4)")
     p.add_argument("--inference-files-per-batch", type=int, help="files per inference call on GPUs (default 64)")
-    p.add_argument("--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 128 CPU)")
+    p.add_argument("--max-batch-windows", type=int, help="windows per forward pass (default 512 GPU / 4 CPU)")
     p.add_argument(
         "--files-per-shard",
         type=int,
@@ -399,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip files that already have a row under --output for this model version and feature config",
     )
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="local runs: start Ray's dashboard too (off by default, it costs seconds of start-up; a cluster's "
+        "dashboard is untouched)",
+    )
     return p
 
 
@@ -449,8 +539,15 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
     )
 
 
-def connect_ray() -> None:
+def connect_ray(*, dashboard: bool = False) -> bool:
     """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), or start a local Ray.
+
+    A local Ray starts without the dashboard unless ``dashboard``: a one-shot job has nobody to show it to,
+    and its processes cost about 4 CPU-seconds of a 2-core machine's start-up (BENCHMARKS.md). Joining a
+    cluster leaves its dashboard as it is.
+
+    Returns:
+        True when this call connected (or started) Ray, False when the process was already connected.
 
     Raises:
         ValueError: ``RAY_ADDRESS`` is the dashboard's HTTP address, which jobs are submitted to, not joined.
@@ -461,22 +558,51 @@ def connect_ray() -> None:
             f"RAY_ADDRESS={address} is the dashboard's job API: submit with `ray job submit --address {address} "
             "-- python -m pipelines.classify ...`, or unset RAY_ADDRESS to run on a local Ray"
         )
-    ray.init(ignore_reinit_error=True, logging_level="WARNING")
+    if ray.is_initialized():
+        return False
+    # include_dashboard only applies when Ray starts here; joining a cluster ignores it.
+    ray.init(logging_level="WARNING", include_dashboard=dashboard)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    connected = False
     try:
         options = options_from_args(args)
-        connect_ray()
-        summary = run_classification(options, progress=not args.no_progress)
+        # The bundle check (the core's model registry imports torch), the listing and the output checks need
+        # no cluster: they run while Ray starts, and the job's clock starts once both are done.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+            pending = pool.submit(_prepare, options)
+            connected = connect_ray(dashboard=args.dashboard)
+            started = time.perf_counter()
+            prepared = pending.result()
+        summary = _run(options, prepared, progress=not args.no_progress, started=started)
+        print(summary.table(), flush=True)
     except (AcousticSenseError, OSError, ValueError) as e:
         # Bad bundle, missing input or bucket, refused credentials, existing output: say what, no traceback.
         print(f"error: {type(e).__name__}: {e}" if isinstance(e, OSError) else f"error: {e}", file=sys.stderr)
         return 2
-    print(summary.table())
+    finally:
+        if connected:
+            # Now rather than at exit: Ray's exit hook first sleeps 0.5 s for worker logs, which the finished
+            # job no longer sends. A local Ray stops; a cluster is only disconnected from.
+            ray.shutdown()
     return 0
 
 
+def _exit(status: int) -> None:
+    """Exit without the interpreter's teardown of torch's and Ray's modules (~1 s on 2 cores, after the job is done).
+
+    Ray is stopped and every shard and the summary are closed by then; the exit handlers still run (logging,
+    Ray's own, fsspec's), and the streams are flushed: only the freeing of memory the process is about to give
+    back is skipped.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
