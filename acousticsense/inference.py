@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Literal
 
@@ -51,6 +52,9 @@ class WindowPredictor:
         precision: ``auto``, ``fp32``, ``fp16``, ``bf16`` or (CPU) ``int8``.
         compile: wrap the model in ``torch.compile`` (worth it on GPUs for long jobs).
         max_batch_windows: windows per forward; larger batches keep an accelerator busy.
+        copy_model: run a copy, leaving ``model`` exactly as it was (device, dtype, training flag). Pass False
+            only for a model built for this predictor: it is then put in eval mode, moved and cast in place,
+            which saves holding the weights twice while a large model converts.
     """
 
     def __init__(
@@ -60,13 +64,16 @@ class WindowPredictor:
         precision: Precision = "auto",
         compile: bool = False,
         max_batch_windows: int = 256,
+        *,
+        copy_model: bool = True,
     ) -> None:
         if max_batch_windows < 1:
             raise ConfigError("max_batch_windows must be >= 1")
         self.device = select_device(device) if isinstance(device, str) else device
         self.precision = resolve_precision(precision, self.device)
         self.max_batch_windows = max_batch_windows
-        model = model.eval()
+        # nn.Module.eval() and .to() change a module in place: a caller's fp32 reference once came back bf16.
+        model = (copy.deepcopy(model) if copy_model else model).eval()
         if self.precision == "int8":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao is deprecated in favour of torchao

@@ -574,7 +574,7 @@ def _predictor(
         model = model.to(memory_format=torch.channels_last)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch.ao quantized-tensor deprecation notices
-        return WindowPredictor(model, device, precision, compile=compiled, max_batch_windows=chunk)
+        return WindowPredictor(model, device, precision, compile=compiled, max_batch_windows=chunk, copy_model=False)
 
 
 def _scores(logits: np.ndarray, activation: str) -> np.ndarray:

@@ -188,6 +188,7 @@ class ClassifyWindows:
             precision=precision,  # type: ignore[arg-type]
             compile=compile,
             max_batch_windows=max_batch_windows,
+            copy_model=False,  # built here for this predictor alone
         )
         self.feature_hash = self.bundle.feature_hash
         features = self.bundle.features

@@ -73,6 +73,7 @@ class GenreModel:
             precision=self.args.precision,
             compile=self.args.compile,
             max_batch_windows=self.args.max_batch_windows,
+            copy_model=False,  # built here for this predictor alone
         )
         features = self.bundle.features
         self.window_shape = (features.n_mels, features.window_frames)

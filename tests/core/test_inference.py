@@ -59,3 +59,18 @@ def test_logits_per_file_isolates_a_file_that_breaks_the_batch(model):
     results = logits_per_file(predictor, [good, wrong_shape, good])
     assert isinstance(results[1], Exception)
     assert results[0].shape == results[2].shape == (2, 16)
+
+
+def test_the_callers_model_is_left_as_it_was_unless_handed_over():
+    torch.manual_seed(0)
+    model = WindowClassifier(model_config_for("tiny", FeatureConfig(), 4)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = np.random.default_rng(2).standard_normal((3, 128, 224)).astype(np.float32)
+
+    WindowPredictor(model, device="cpu", precision="bf16").predict_logits(x)
+    assert model.training and all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    handed_over = WindowPredictor(model, device="cpu", precision="bf16", copy_model=False)
+    assert handed_over.model is model and not model.training
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())  # converted in place, as documented
