@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from acousticsense.audio import decode_excerpt, downmix, resample
 from acousticsense.bundle import save_bundle
 from acousticsense.config import GENRES, FeatureConfig, PostprocessConfig
 from acousticsense.demo.corpus import write_corpus
-from acousticsense.features import LogMel, frame_windows
+from acousticsense.extract import ExcerptFeaturizer
 from acousticsense.models import WindowClassifier, model_config_for
 
 __all__ = ["train_demo_bundle", "main"]
@@ -40,16 +39,14 @@ def _labelled_files(corpus: Path) -> list[tuple[Path, int]]:
 
 
 def _db_windows(files: list[tuple[Path, int]], config: FeatureConfig) -> tuple[list[torch.Tensor], np.ndarray]:
-    """Un-normalised dB windows per file, ``(n_windows, n_mels, frames)`` each, and the file labels."""
-    to_db = LogMel(config, normalize=False)
-    per_file, labels = [], []
-    with torch.inference_mode():
-        for path, label in files:
-            excerpt = decode_excerpt(path, config)
-            mono = resample(downmix(excerpt.waveform), excerpt.info.sample_rate_hz, config.sample_rate_hz)
-            per_file.append(frame_windows(to_db(torch.from_numpy(mono)), config.window_frames))
-            labels.append(label)
-    return per_file, np.asarray(labels)
+    """Un-normalised dB windows per file, ``(n_windows, n_mels, frames)`` each, and the file labels.
+
+    Made by the job's own :class:`ExcerptFeaturizer` (with mean 0 / std 1, since the statistics come from
+    these windows), so the demo model trains on exactly the excerpt, windows and front end it is served with.
+    """
+    featurizer = ExcerptFeaturizer(replace(config, norm_mean=0.0, norm_std=1.0))
+    per_file = [torch.from_numpy(featurizer(str(path)).windows.astype(np.float32)) for path, _ in files]
+    return per_file, np.asarray([label for _, label in files])
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
