@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Union
@@ -38,6 +39,10 @@ __all__ = [
     "choose_segments",
     "downmix",
     "resample",
+    "MIN_SAMPLE_RATE_HZ",
+    "MAX_SAMPLE_RATE_HZ",
+    "MAX_CHANNELS",
+    "MAX_DECODED_BYTES",
 ]
 
 AudioSource = Union[str, os.PathLike, BinaryIO]
@@ -50,6 +55,15 @@ _SpanChooser = Callable[["AudioInfo"], "list[_Span]"]
 # Decoded audio may end a little before what the header promised (MP3/OGG encoder padding, rounding
 # of seek points); more than this is a truncated file.
 _TRUNCATION_TOLERANCE_S = 0.25
+
+# Header values past these are corrupt or hostile, not music: refused before any sample is allocated.
+# 1 kHz is below any real recording (telephone audio is 8 kHz); 768 kHz is the highest PCM rate in use.
+MIN_SAMPLE_RATE_HZ = 1_000
+MAX_SAMPLE_RATE_HZ = 768_000
+MAX_CHANNELS = 255  # Ogg/Opus's ceiling; WAV and libsndfile would take more
+# Decoded float32 one file may occupy (every requested span, every channel): a lying header (FLAC's
+# STREAMINFO, a 64-channel 768 kHz WAV) would otherwise make the reader allocate gigabytes up front.
+MAX_DECODED_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -210,7 +224,80 @@ def _decode(source: AudioSource, choose: _SpanChooser) -> tuple[list[np.ndarray]
             errors.append(f"{name}: {e}")
     if _size(source) == 0:
         raise AudioDecodeError("empty file (0 bytes)")
-    raise AudioDecodeError("unsupported or not audio; " + "; ".join(errors))
+    head = _head(source, 4096)
+    problem = _wav_header_problem(head) or _id3_problem(head, _size(source))
+    raise AudioDecodeError("unsupported or not audio; " + "; ".join(([problem] if problem else []) + errors))
+
+
+def _head(source: AudioSource, size: int) -> bytes:
+    """The first ``size`` bytes (fewer when the file is shorter, none when it cannot be read)."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                return f.read(size)
+        source.seek(0)
+        head = source.read(size)
+        source.seek(0)
+        return head if isinstance(head, bytes) else b""
+    except (OSError, ValueError, AttributeError):
+        return b""
+
+
+def _wav_header_problem(head: bytes) -> str | None:
+    """Name what is wrong in a RIFF/WAVE ``fmt `` chunk that both decoders refused (libsndfile only says
+    "SF_INFO struct incomplete" for a 0 Hz rate), so the error row says which header field lies."""
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= len(head):
+        chunk, size = head[position : position + 4], int.from_bytes(head[position + 4 : position + 8], "little")
+        if chunk == b"fmt " and position + 24 <= len(head):
+            code, channels, rate = struct.unpack_from("<HHI", head, position + 8)
+            bits = struct.unpack_from("<H", head, position + 22)[0]
+            if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+                return f"the WAV header's sample rate is {rate} Hz ({_RATE_RANGE})"
+            if not 0 < channels <= MAX_CHANNELS:
+                return f"the WAV header declares {channels} channels (1 to {MAX_CHANNELS} are supported)"
+            if bits == 0:
+                return "the WAV header declares 0 bits per sample"
+            return f"the WAV header's codec 0x{code:04x} is not one the decoders know"
+        position += 8 + size + (size & 1)
+    return "the WAV file has no readable 'fmt ' chunk"
+
+
+def _id3_problem(head: bytes, size: int | None) -> str | None:
+    """An ID3v2 tag that claims more bytes than the file has hides the audio from both decoders; say so."""
+    if len(head) < 10 or head[:3] != b"ID3" or size is None:
+        return None
+    claimed = 10 + sum((byte & 0x7F) << shift for byte, shift in zip(head[6:10], (21, 14, 7, 0)))
+    if claimed > size:
+        return f"the ID3 tag claims {claimed} bytes, the file has {size}"
+    return None
+
+
+_RATE_RANGE = f"supported: {MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ} Hz"
+
+
+def _check_header(info: AudioInfo) -> None:
+    """Refuse header values no real recording has, before a sample is read."""
+    if not MIN_SAMPLE_RATE_HZ <= info.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise AudioDecodeError(f"unsupported sample rate {info.sample_rate_hz} Hz in the header ({_RATE_RANGE})")
+    if not 0 < info.channels <= MAX_CHANNELS:
+        raise AudioDecodeError(f"unsupported channel count {info.channels} (1 to {MAX_CHANNELS} are supported)")
+
+
+def _check_budget(info: AudioInfo, spans: list[_Span]) -> None:
+    """Refuse a read whose float32 output would pass :data:`MAX_DECODED_BYTES` (readers allocate it up front)."""
+    frames = 0
+    for span in spans:
+        start, count = _span_frames(span, info)
+        frames += (int(round(info.duration_s * info.sample_rate_hz)) - start) if count is None else count
+    needed = frames * info.channels * 4
+    if needed > MAX_DECODED_BYTES:
+        raise AudioDecodeError(
+            f"too large to decode: {frames} frames x {info.channels} channels would take {needed / 2**30:.1f} GiB "
+            f"(the limit is {MAX_DECODED_BYTES / 2**30:g} GiB); corrupt header?"
+        )
 
 
 def _size(source: AudioSource) -> int | None:
@@ -278,7 +365,10 @@ def _decode_soundfile(source: AudioSource, choose: _SpanChooser) -> tuple[list[n
             duration_s=handle.frames / handle.samplerate if handle.frames > 0 else 0.0,
             codec=f"{handle.format}/{handle.subtype}".lower(),
         )
-        return [_soundfile_span(handle, info, span) for span in choose(info)], info
+        _check_header(info)
+        spans = choose(info)
+        _check_budget(info, spans)
+        return [_soundfile_span(handle, info, span) for span in spans], info
 
 
 def _soundfile_span(handle: sf.SoundFile, info: AudioInfo, span: _Span) -> np.ndarray:
@@ -313,10 +403,14 @@ def _decode_pyav(source: AudioSource, choose: _SpanChooser) -> tuple[list[np.nda
             raise _UndecodableError("no audio stream in the container")
         stream = streams[0]
         ctx = stream.codec_context
+        if ctx is None:  # FFmpeg knows the container but has no decoder for the codec
+            raise _UndecodableError("FFmpeg has no decoder for the audio stream's codec")
         sample_rate_hz = int(ctx.sample_rate or 0)
         channels = int(ctx.channels or 0)
         if sample_rate_hz <= 0 or channels <= 0:
             raise _UndecodableError("audio stream without sample rate or channels")
+        _check_header(AudioInfo(sample_rate_hz, channels, 0.0, ctx.name))
+        max_samples = MAX_DECODED_BYTES // (4 * channels)
         if stream.duration is not None and stream.time_base is not None:
             total_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:
@@ -324,24 +418,29 @@ def _decode_pyav(source: AudioSource, choose: _SpanChooser) -> tuple[list[np.nda
         else:
             total_s = -1.0  # unknown until decoded
         if total_s < 0:
-            whole = _pyav_read(container, stream, 0.0, None)
+            whole = _pyav_read(container, stream, 0.0, None, max_samples)
             info = AudioInfo(sample_rate_hz, channels, whole.shape[1] / sample_rate_hz, ctx.name)
             cuts = [_span_frames(span, info) for span in choose(info)]
             return [whole[:, start : None if count is None else start + count] for start, count in cuts], info
         info = AudioInfo(sample_rate_hz, channels, total_s, ctx.name)
+        spans = choose(info)
+        _check_budget(info, spans)
         waveforms = []
-        for offset_s, duration_s in choose(info):
+        for offset_s, duration_s in spans:
             if duration_s == 0:
                 waveforms.append(np.zeros((channels, 0), np.float32))
                 continue
-            waveform = _pyav_read(container, stream, offset_s, duration_s)
+            waveform = _pyav_read(container, stream, offset_s, duration_s, max_samples)
             wanted = None if duration_s is None else int(round(duration_s * sample_rate_hz))
             _check_complete(waveform.shape[1], wanted, sample_rate_hz)
             waveforms.append(waveform)
     return waveforms, info
 
 
-def _pyav_read(container, stream, offset_s: float, duration_s: float | None) -> np.ndarray:
+def _pyav_read(container, stream, offset_s: float, duration_s: float | None, max_samples: int) -> np.ndarray:
+    """Decode from ``offset_s`` for ``duration_s`` (to the end when ``None``), at most ``max_samples`` per channel:
+    a stream of unknown length (raw ADTS, a cut container) is decoded whole, and compressed silence can expand
+    a few MB of upload into hours of samples."""
     import av
 
     sample_rate_hz = int(stream.codec_context.sample_rate)
@@ -360,6 +459,11 @@ def _pyav_read(container, stream, offset_s: float, duration_s: float | None) -> 
                 array = out.to_ndarray()
                 chunks.append(array)
                 decoded += array.shape[1]
+            if decoded > max_samples:
+                raise AudioDecodeError(
+                    f"too large to decode: more than {max_samples} samples per channel "
+                    f"({MAX_DECODED_BYTES / 2**30:g} GiB of float32)"
+                )
             if end_s is not None and first_time + decoded / sample_rate_hz >= end_s:
                 break
     except av.FFmpegError as e:

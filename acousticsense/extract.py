@@ -92,6 +92,40 @@ def segment_windows(
     return windows, [w.shape[0] for w in per_segment]
 
 
+# Float audio is nominally in [-1, 1]; a peak 60 dB above full scale is corrupt data, and values near
+# float32's limit overflow the STFT's power (1e30 squared is inf) into a spectrogram of NaNs.
+MAX_SAMPLE_PEAK = 1000.0
+
+
+def _check_samples(waveforms: list[np.ndarray]) -> None:
+    """Refuse decoded samples that no stage after decoding can use: NaN/Inf or absurd magnitudes.
+
+    Raises:
+        StageError: ``decode`` stage, naming the problem.
+    """
+    for waveform in waveforms:
+        if waveform.size == 0:
+            continue
+        # Float WAV/AIFF can hold NaN or Inf; everything downstream (rules, compression, STFT) needs finite input.
+        if not np.isfinite(waveform).all():
+            raise StageError("decode", "the audio holds non-finite samples (NaN or Inf): corrupt float audio")
+        peak = float(np.abs(waveform).max())
+        if peak > MAX_SAMPLE_PEAK:
+            raise StageError(
+                "decode",
+                f"sample values out of range: peak {peak:.3g} where full scale is 1.0 "
+                f"(more than {MAX_SAMPLE_PEAK:g}): corrupt float audio",
+            )
+
+
+def _warm_up_signal(sample_rate_hz: int) -> np.ndarray:
+    """Two seconds of 440 Hz bursts, four per second: enough pulse that ``describe`` runs (and numba compiles)
+    the beat tracker. Silence would not: ``describe`` returns early on it, and the first real file would pay
+    the several-second compilation inside its own features timing (and a service's first request)."""
+    t = np.arange(2 * sample_rate_hz) / sample_rate_hz
+    return (0.5 * np.sin(2 * np.pi * 440.0 * t) * (np.mod(t, 0.25) < 0.05)).astype(np.float32)
+
+
 class ExcerptFeaturizer:
     """Decode -> downmix -> resample -> log-mel -> windows, for one file at a time.
 
@@ -114,7 +148,7 @@ class ExcerptFeaturizer:
                 raise ConfigError("the rule layer needs the bundle's labels: pass labels=bundle.labels")
             from acousticsense.rules import describe  # librosa: imported only when rules are on
 
-            describe(np.zeros(config.sample_rate_hz, np.float32), config.sample_rate_hz)  # JIT once, up front
+            describe(_warm_up_signal(config.sample_rate_hz), config.sample_rate_hz)  # JIT once, up front
 
     def prepare(self, source: AudioSource) -> PreparedAudio:
         """Decode the configured segments and bring them to mono at the model's rate.
@@ -131,9 +165,7 @@ class ExcerptFeaturizer:
         except Exception as e:  # noqa: BLE001 - decoders raise many types on hostile bytes
             raise StageError("decode", f"{type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
-        if not all(np.isfinite(s.waveform).all() for s in decoded):
-            # Float WAV/AIFF can hold NaN or Inf; everything downstream (rules, compression, STFT) needs finite input.
-            raise StageError("decode", "the audio holds non-finite samples (NaN or Inf): corrupt float audio")
+        _check_samples([s.waveform for s in decoded])
         info = decoded[0].info
         rate = self.config.sample_rate_hz
         monos = [resample(downmix(s.waveform), info.sample_rate_hz, rate) for s in decoded]

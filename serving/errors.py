@@ -18,7 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from acousticsense.extract import StageError
 
-__all__ = ["ApiError", "install_error_handlers", "stage_error", "CatchAllMiddleware", "error_body"]
+__all__ = [
+    "ApiError",
+    "install_error_handlers",
+    "stage_error",
+    "CatchAllMiddleware",
+    "HeaderLimitMiddleware",
+    "error_body",
+]
 
 logger = logging.getLogger("ray.serve")
 
@@ -86,12 +93,38 @@ async def _client_disconnect(request: Request, exc: ClientDisconnect) -> JSONRes
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route every expected failure to its JSON response, and anything else to :class:`CatchAllMiddleware`."""
+    """Route every expected failure to its JSON response, and anything else to :class:`CatchAllMiddleware`;
+    refuse oversized request headers first (:class:`HeaderLimitMiddleware`)."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(HeaderLimitMiddleware)  # added last: runs first
+
+
+# The proxy's HTTP parser (uvicorn + httptools) admits request headers far larger than any client needs;
+# 32 KiB in all is 4x nginx's default line buffers and what Node allows.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class HeaderLimitMiddleware:
+    """Answer 431 with the JSON error body when a request's headers (names and values) pass
+    :data:`MAX_HEADER_BYTES`, before any route reads the body."""
+
+    def __init__(self, app: ASGIApp, limit_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.limit_bytes = limit_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+            if size > self.limit_bytes:
+                detail = f"the request headers take {size} bytes; the limit is {self.limit_bytes}"
+                response = JSONResponse(error_body("headers_too_large", detail), status_code=431)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class CatchAllMiddleware:

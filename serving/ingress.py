@@ -63,9 +63,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         400: "undecodable, empty, too short or truncated audio; malformed multipart",
+        408: "the client stopped sending the body (nothing for 30 s)",
         413: "body over max_body_mb",
         415: f"Content-Type is not {RAW_AUDIO_TYPES} or multipart/form-data",
         422: "invalid query parameter (top_k)",
+        431: "request headers over 32 KiB",
         503: "the model queue is full or no model replica is up (see Retry-After)",
     }.items()
 }
@@ -76,6 +78,42 @@ _SPECTROGRAM = Query(
     "JSON for a 30 s excerpt)",
 )
 SPECTROGRAM_MAX_COLUMNS = 512
+# The routes read their bodies themselves (streamed, size-checked, parsed by python-multipart in
+# serving._body), so FastAPI cannot infer them; these make /docs show what to send.
+_AUDIO_BYTES = {"schema": {"type": "string", "format": "binary"}}
+_FILE_FORM = {
+    "schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": "the audio file"}},
+    }
+}
+_CLASSIFY_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the audio file: raw bytes, or multipart field `file`",
+        "content": {
+            "audio/*": _AUDIO_BYTES,
+            "video/*": _AUDIO_BYTES,
+            "application/octet-stream": _AUDIO_BYTES,
+            "multipart/form-data": _FILE_FORM,
+        },
+    }
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "one part with a filename per audio file (any field name); parts without a filename are ignored",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            }
+        },
+    }
+}
 _PAGE = ("serving", "static/index.html")
 
 
@@ -290,6 +328,7 @@ class ClassifierIngress:
         response_model=Classification,
         response_model_exclude_unset=True,  # no `spectrogram` key unless asked for
         responses=_ERRORS,
+        openapi_extra=_CLASSIFY_BODY,
     )
     async def classify(
         self, request: Request, top_k: int | None = _TOP_K, spectrogram: bool = _SPECTROGRAM
@@ -320,7 +359,13 @@ class ClassifierIngress:
             body["spectrogram"] = picture
         return body
 
-    @api.post("/v1/classify/batch", response_model=BatchResponse, response_model_exclude_unset=True, responses=_ERRORS)
+    @api.post(
+        "/v1/classify/batch",
+        response_model=BatchResponse,
+        response_model_exclude_unset=True,
+        responses=_ERRORS,
+        openapi_extra=_BATCH_BODY,
+    )
     async def classify_batch(self, request: Request, top_k: int | None = _TOP_K) -> dict[str, Any]:
         """Classify every file of a multipart form; a bad file gets an error entry, the others still succeed."""
         started = time.perf_counter()
@@ -428,7 +473,12 @@ class ClassifierIngress:
         retry = {"Retry-After": str(self.args.retry_after_s)}
         response = getattr(self.model, method).remote(*args)
         try:
-            result = await asyncio.wait_for(_await(response), timeout=self.args.model_timeout_s)
+            try:
+                result = await asyncio.wait_for(_await(response), timeout=self.args.model_timeout_s)
+            except (ReplicaUnavailableError, RayActorError):
+                # The replica died under the request; inference is pure, so another replica may answer it (once).
+                response = getattr(self.model, method).remote(*args)
+                result = await asyncio.wait_for(_await(response), timeout=self.args.model_timeout_s)
         except asyncio.TimeoutError:
             response.cancel()
             detail = f"no model replica answered within {self.args.model_timeout_s:g} s"

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from acousticsense import audio as audio_module
 from acousticsense.audio import (
     AudioInfo,
     audio_info,
     choose_excerpt,
     decode_excerpt,
+    decode_segments,
     downmix,
     read_excerpt,
     resample,
@@ -509,6 +511,59 @@ def test_cut_files_raise_only_audio_decode_error(tmp_path, long_files, kind, fra
     assert excerpt.waveform.ndim == 2 and excerpt.waveform.shape[0] == 2
     assert excerpt.waveform.shape[1] > 0
     assert np.isfinite(excerpt.waveform).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# hostile headers: refused with a message that names the field, before any sample is allocated
+
+
+def _zoo(name: str) -> bytes:
+    from tests.badfiles import ZOO
+
+    return next(case.data for case in ZOO if case.name == name)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("rate 0 hz.wav", "sample rate is 0 Hz"),
+        ("rate 1 hz.wav", "unsupported sample rate 1 Hz"),
+        ("rate 4 ghz.wav", "sample rate is 4294967295 Hz"),
+        ("zero channels.wav", "declares 0 channels"),
+        ("unknown codec.wav", "codec 0x7777"),
+        ("huge id3 tag.mp3", "the ID3 tag claims 268435465 bytes"),
+        ("video only.mkv", "no audio stream"),
+    ],
+)
+def test_hostile_headers_are_refused_naming_the_field(name, message):
+    with pytest.raises(AudioDecodeError, match=message):
+        decode_excerpt(io.BytesIO(_zoo(name)), DEFAULT)
+
+
+def test_a_lying_header_is_refused_before_the_reader_allocates(monkeypatch):
+    """A FLAC whose STREAMINFO claims 8 channels at 655 kHz for days: soundfile would allocate ~600 MB per
+    30 s span up front; the budget check refuses it before any read happens."""
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("read() reached: the budget check must come first")
+
+    monkeypatch.setattr(sf.SoundFile, "read", no_read)
+    with pytest.raises(AudioDecodeError, match="too large to decode"):
+        decode_segments(io.BytesIO(_zoo("flac claims days at 655 khz 8ch.flac")), FeatureConfig(segments=3))
+
+
+@pytest.mark.parametrize("kind", ["wav", "m4a"])
+def test_the_decoded_bytes_budget_holds_for_both_decoders(tmp_path, monkeypatch, kind):
+    frames = np.zeros((44100, 2), np.float32)
+    if kind == "m4a":
+        path = write_m4a(tmp_path / "a.m4a", frames, 44100)
+    else:
+        path = tmp_path / "a.wav"
+        sf.write(path, frames, 44100)
+    assert decode_excerpt(path, DEFAULT).waveform.shape[0] == 2
+    monkeypatch.setattr(audio_module, "MAX_DECODED_BYTES", 44100 * 2 * 4 // 2)  # half the file
+    with pytest.raises(AudioDecodeError, match="too large to decode"):
+        decode_excerpt(path, DEFAULT)
 
 
 # --------------------------------------------------------------------------------------------------

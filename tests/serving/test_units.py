@@ -99,6 +99,77 @@ def test_malformed_multipart_is_refused(body):
         parse_form_data(body, b"xyz")
 
 
+def _request(chunks: list[bytes], content_type: str, stall_after: int | None = None):
+    """A Starlette request whose body arrives in ``chunks``; with ``stall_after``, it stops sending after
+    that many chunks (a client gone quiet) instead of finishing."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    pending = list(chunks)
+    sent = 0
+
+    async def receive() -> dict:
+        nonlocal sent
+        if stall_after is not None and sent >= stall_after:
+            await asyncio.Event().wait()  # never set: the client sends nothing more
+        sent += 1
+        body = pending.pop(0) if pending else b""
+        return {"type": "http.request", "body": body, "more_body": bool(pending)}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", content_type.encode())]}
+    return Request(scope, receive)
+
+
+def test_the_streaming_form_reader_gives_the_same_parts_whatever_the_chunking():
+    """Fed one byte at a time (delimiters, headers and the preamble split across chunks), or whole: same parts."""
+    import asyncio
+
+    from serving._body import read_form
+
+    rng = np.random.default_rng(1)
+    parts = [("file", "a.wav", b"\r\n--xyz" + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()), ("n", None, b"1")]
+    body = b"pre\r\n" + _encode(parts, "xyz")
+    content_type = 'multipart/form-data; boundary="xyz"'
+    for size in (1, 7, len(body)):
+        chunks = [body[i : i + size] for i in range(0, len(body), size)]
+        parsed = asyncio.run(read_form(_request(chunks, content_type), limit_bytes=len(body)))
+        assert [(p.name, p.filename, p.data) for p in parsed] == parts, size
+
+
+def test_the_form_reader_bounds_parts_size_and_stalls():
+    import asyncio
+
+    from serving._body import read_body, read_form
+    from serving.errors import ApiError
+
+    content_type = "multipart/form-data; boundary=xyz"
+    many = _encode([("n", None, b"x")] * 20, "xyz")
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_form(_request([many], content_type), limit_bytes=10**6, max_parts=10))
+    assert refused.value.status == 400 and "more than 10 parts" in refused.value.detail
+    big = _encode([("file", "a.wav", b"\0" * 5000)], "xyz")
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_form(_request([big[:3000], big[3000:]], content_type), limit_bytes=4000))
+    assert refused.value.status == 413 and "while streaming" in refused.value.detail
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_body(_request([b"RIFF", b"more"], "audio/wav", stall_after=1), 10**6, idle_timeout_s=0.2))
+    assert refused.value.status == 408 and refused.value.error == "body_timeout"
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_form(_request([many[:50], many[50:]], content_type, stall_after=1), 10**6, idle_timeout_s=0.2))
+    assert refused.value.status == 408
+
+
+def test_a_part_over_the_memory_spool_goes_to_a_temporary_file_and_comes_back_intact():
+    from serving._multipart import SPOOL_MEMORY_BYTES
+
+    data = os.urandom(SPOOL_MEMORY_BYTES + 1000)
+    (part,) = parse_form_data(_encode([("file", "big.wav", data)], "xyz"), b"xyz")
+    assert part._spool._rolled  # on disk, not in one growing buffer
+    assert part.data == data
+    part.close()
+
+
 def test_multipart_content_type_needs_a_boundary():
     with pytest.raises(MultipartError):
         boundary_of("multipart/form-data")
