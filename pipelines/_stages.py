@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -150,10 +151,26 @@ class FeaturizeFiles:
     def _open(self, path: str) -> Any:
         if is_remote(path):
             return open_binary(path, self.storage_options)  # ranged reads: only the excerpt's bytes travel
-        os.stat(path)  # missing or unreadable is a 'read' error, not a decode error
+        mode = os.stat(path).st_mode  # missing or unreadable is a 'read' error, not a decode error
+        if not stat.S_ISREG(mode):
+            # A FIFO would block the decoder (and the actor) forever, a device could stream without end, a
+            # symlink to a folder is no audio: only regular files are opened.
+            raise OSError(f"not a regular file ({_file_kind(mode)})")
         if not os.access(path, os.R_OK):
             raise PermissionError(f"permission denied: {path}")
         return path  # decoders open local paths themselves, which is faster than a Python file object
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for its error row."""
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
 class ClassifyWindows:

@@ -7,6 +7,7 @@ process imports torch for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from acousticsense.storage import filesystem, is_remote, join_uri
+from acousticsense.storage import filesystem, is_remote, join_uri, reaching
 from pipelines._metrics import observe_stages
 
 __all__ = ["WriteShards", "write_shard"]
@@ -43,6 +44,24 @@ class WriteShards:
         return write_shard(batch, self.output_uri, self.storage_options)
 
 
+def _write_local(batch: pa.Table, root: str, name: str) -> None:
+    """Write ``name`` under a hidden temporary and rename it; on failure (a full disk) remove the temporary.
+
+    Only a complete shard ever carries a ``part-*`` name (``--resume`` trusts those), and a failed write leaves
+    no hidden remains to fill the disk further. The error names the shard's path and the cause.
+    """
+    temporary = join_uri(root, f".{name}.inprogress")
+    final = join_uri(root, name)
+    try:
+        pq.write_table(batch, temporary, compression="zstd")
+        os.replace(temporary, final)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        message = f"cannot write shard {final}: {e}"
+        raise (OSError(e.errno, message) if e.errno else OSError(message)) from e
+
+
 def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any]) -> pa.Table:
     """Write one Parquet shard under ``output_uri`` and return its summary columns plus ``write_s``.
 
@@ -58,12 +77,10 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     name = f"part-{hashlib.sha256(chr(0).join(key).encode()).hexdigest()[:24]}.parquet"
     final = join_uri(root, name)
     if is_remote(output_uri):
-        with fs.open(final, "wb") as f:
+        with reaching(join_uri(output_uri, name)), fs.open(final, "wb") as f:  # an error naming the shard's URI
             pq.write_table(batch, f, compression="zstd")
     else:
-        temporary = join_uri(root, f".{name}.inprogress")
-        pq.write_table(batch, temporary, compression="zstd")
-        os.replace(temporary, final)
+        _write_local(batch, root, name)
     write_s = time.perf_counter() - t0
     summary = batch.select(list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"])
     per_file = write_s / max(1, batch.num_rows)

@@ -34,7 +34,7 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from acousticsense.errors import AcousticSenseError
-from acousticsense.storage import check_writable, filesystem, is_remote, join_uri, list_files
+from acousticsense.storage import check_writable, filesystem, is_remote, join_uri, list_files, reaching
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
 from pipelines._write import WriteShards, write_shard
@@ -51,7 +51,8 @@ class JobOptions:
     inputs: list[str]
     output: str
     model: str | None = None
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    # repr=False: may hold credentials (key/secret/token); a JobOptions repr must be safe to log.
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     extensions: frozenset[str] | None = None
     cpu_actors: int | None = None  # None: derived from the cluster
     accelerator_actors: int | None = None
@@ -75,6 +76,7 @@ class JobOptions:
     keep_window_logits: bool = False  # evaluation only: adds a window_logits column
     features_on: str = "cpu"  # or "accelerator" (alias "gpu"): STFT + mel in the inference stage
     cache: str | None = None  # spectrogram cache URI
+    writer_actors: int | None = None  # None: derived from the CPU pool (_writer_actors); 0: the driver writes
 
     def __post_init__(self) -> None:
         if self.features_on == "gpu":
@@ -128,6 +130,11 @@ def _writer_actors(cpu_actors: int) -> int:
     return 0 if cpu_actors <= _CPU_ACTORS_PER_WRITER else math.ceil(cpu_actors / _CPU_ACTORS_PER_WRITER)
 
 
+def _writers(options: JobOptions, cpu_actors: int) -> int:
+    """``options.writer_actors`` when set (tests use it to run the writer-actor path on a small machine)."""
+    return _writer_actors(cpu_actors) if options.writer_actors is None else options.writer_actors
+
+
 def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan:
     """Pool sizes from the cluster: one inference actor per GPU, or, without GPUs, one fused actor per core."""
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -148,7 +155,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
             max_batch_windows=options.max_batch_windows or 512,
             files_per_shard=options.files_per_shard or options.inference_files_per_batch or 64,
             device=options.device,
-            writer_actors=_writer_actors(options.cpu_actors or cpus),
+            writer_actors=_writers(options, options.cpu_actors or cpus),
         )
     # CPU only: each actor featurizes its files and classifies them (FeaturizeAndClassify), one per core.
     ignored = [
@@ -168,7 +175,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         max_batch_windows=options.max_batch_windows or _CPU_BATCH_WINDOWS,
         files_per_shard=options.files_per_shard or 64,
         device="cpu" if options.device == "auto" else options.device,
-        writer_actors=_writer_actors(cpu_actors),
+        writer_actors=_writers(options, cpu_actors),
     )
 
 
@@ -181,12 +188,27 @@ def _list_inputs(options: JobOptions) -> Iterator[dict[str, Any]]:
             for path in paths:
                 if path not in seen:
                     seen.add(path)
-                    yield {"path": path, "list_error": None}
+                    yield _listed(path)
         except FileNotFoundError:
             if _looks_like_file(uri):
                 yield {"path": uri, "list_error": f"input file not found: {uri}"}
             else:
                 raise
+
+
+def _listed(path: str) -> dict[str, Any]:
+    """The listing's item for ``path``; a local name that is not valid UTF-8 becomes a 'list' error row.
+
+    Python hands such names over with lone surrogates, which Arrow cannot store: left as they are, one
+    name would fail its whole block. The row shows the bytes escaped (``\\xff``), the same on every run,
+    so ``--resume`` recognises it.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return {"path": shown, "list_error": f"file name is not valid UTF-8: {shown!r}"}
+    return {"path": path, "list_error": None}
 
 
 def _looks_like_file(uri: str) -> bool:
@@ -205,21 +227,38 @@ class _Prepared:
 
 
 def _prepare(options: JobOptions) -> _Prepared:
-    """Check the bundle, list the inputs, check the output (and read it, with ``--resume``). Needs no cluster.
+    """List the inputs, check the output, check the bundle (and read the output, with ``--resume``). No cluster.
 
     Raises:
         AcousticSenseError / FileNotFoundError / FileExistsError / ValueError: bad bundle, missing input,
             an output that already holds shards.
     """
-    # Fail fast on the driver; the weights are read by the inference actors only.
-    bundle = job_bundle(options.model, options.storage_options, options.overrides(), weights=False)
+    return _settle(options, _list_and_check_output(options))
+
+
+def _list_and_check_output(options: JobOptions) -> list[dict[str, Any]]:
+    """The inputs' items, once the output is known to be usable: the checks that need neither Ray nor torch.
+
+    Raises:
+        FileNotFoundError / FileExistsError / PermissionError / ConnectionError: missing input, an output that
+            already holds shards, refused or unreachable storage.
+    """
     items = list(_list_inputs(options))
     if not items:
         raise FileNotFoundError(f"no files found under {options.inputs}")
-    _prepare_output(options.output, options.storage_options, options.overwrite, options.resume)
+    with reaching(options.output):
+        _prepare_output(options.output, options.storage_options, options.overwrite, options.resume)
+    return items
+
+
+def _settle(options: JobOptions, items: list[dict[str, Any]]) -> _Prepared:
+    """Check the bundle (its config only: the weights are read by the inference actors) and, with ``--resume``,
+    drop the items that already have a row for its version and feature config."""
+    bundle = job_bundle(options.model, options.storage_options, options.overrides(), weights=False)
     skipped = 0
     if options.resume:
-        done = completed_paths(options.output, options.storage_options, bundle.version, bundle.feature_hash)
+        with reaching(options.output):
+            done = completed_paths(options.output, options.storage_options, bundle.version, bundle.feature_hash)
         remaining = [item for item in items if item["path"] not in done]
         skipped, items = len(items) - len(remaining), remaining
     return _Prepared(bundle.version, bundle.feature_hash, items, skipped)
@@ -325,13 +364,18 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
             num_cpus=plan.cpus_per_accelerator_actor,
             num_gpus=plan.gpus_per_actor or None,
         )
-    writers = _writer_actors(cpu_pool)
+    writers = _writers(options, cpu_pool)
     if not writers:
         # The driver waits for the rows anyway: it writes each shard itself (the same write_shard, committed
         # whole under its content name) instead of starting a writer process that would compete with the
         # actors' start-up on a small node. Ray Data hands it exactly files_per_shard rows per batch.
-        batches = ds.iter_batches(batch_format="pyarrow", batch_size=plan.files_per_shard)
-        return [write_shard(batch, options.output, options.storage_options) for batch in batches]
+        batches = iter(ds.iter_batches(batch_format="pyarrow", batch_size=plan.files_per_shard))
+        try:
+            return [write_shard(batch, options.output, options.storage_options) for batch in batches]
+        finally:
+            # A failed write (full disk, store gone) stops the pipeline and its actors now: left open, it would
+            # keep classifying into a dead end until the process exits.
+            batches.close()  # type: ignore[attr-defined]  # a generator
     # Large pools: writing is light I/O, on long-lived actors that hold no CPU (they never wait for one the
     # pools hold), one per 16 CPU actors so object-store uploads run side by side.
     ds = ds.map_batches(
@@ -347,7 +391,7 @@ def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progr
 
 def _write_summary(options: JobOptions, summary: JobSummary) -> JobSummary:
     fs, root = filesystem(options.output, options.storage_options)
-    with fs.open(join_uri(root, "_summary.json"), "w") as f:
+    with reaching(options.output), fs.open(join_uri(root, "_summary.json"), "w") as f:
         json.dump(summary.to_dict(), f, indent=2)
     return summary
 
@@ -392,7 +436,8 @@ def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: 
 
 def _parse_storage_option(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--storage-option wants key=value, got {text!r}")
+        # Not echoed: a value given without its key (`--storage-option SECRET`) would land in terminals and logs.
+        raise argparse.ArgumentTypeError("--storage-option wants key=value (got a value without '=')")
     key, value = text.split("=", 1)
     try:
         return key, json.loads(value)  # numbers, booleans, JSON objects
@@ -434,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=_parse_storage_option,
         metavar="KEY=VALUE",
-        help="fsspec option, e.g. endpoint_url=http://127.0.0.1:8333 (repeatable)",
+        help="fsspec option, e.g. endpoint_url=http://127.0.0.1:8333 (repeatable); S3 retries and timeouts go in "
+        "config_kwargs (JSON; default: 5 attempts in botocore's standard mode, 5 s connect, 30 s read timeout)",
     )
     p.add_argument("--extensions", help="comma-separated extensions to keep (default: every non-hidden file)")
     p.add_argument("--cpu-actors", type=int, help="featurization actors (default: one per core)")
@@ -570,10 +616,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     connected = False
     try:
         options = options_from_args(args)
-        # The bundle check (the core's model registry imports torch), the listing and the output checks need
-        # no cluster: they run while Ray starts, and the job's clock starts once both are done.
+        # A missing input or an output that holds shards fails here, before Ray starts (milliseconds locally).
+        items = _list_and_check_output(options)
+        # The bundle check (the core's model registry imports torch, ~2 s) and a --resume read need no cluster
+        # either: they run while Ray starts, and the job's clock starts once both are done.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-            pending = pool.submit(_prepare, options)
+            pending = pool.submit(_settle, options, items)
             connected = connect_ray(dashboard=args.dashboard)
             started = time.perf_counter()
             prepared = pending.result()

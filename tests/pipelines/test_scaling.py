@@ -50,15 +50,15 @@ print(len(items), plan.fused, summary.ok, "torch" in sys.modules)
     assert done.stdout.split() == ["2", "True", "1", "False"]
 
 
-def test_main_checks_the_bundle_and_lists_while_ray_starts(monkeypatch, tmp_path):
-    """The preparation runs in another thread and is under way before Ray is connected."""
+def test_main_checks_the_bundle_while_ray_starts(monkeypatch, tmp_path):
+    """The bundle check runs in another thread and is under way before Ray is connected."""
     from pipelines import classify
 
     prepare_started = threading.Event()
     seen: dict[str, object] = {}
     empty = ("v", "h", [], 0)
 
-    def prepare(options):
+    def prepare(options, items):
         seen["prepare_thread"] = threading.current_thread() is not threading.main_thread()
         prepare_started.set()
         return classify._Prepared(*empty)
@@ -72,12 +72,29 @@ def test_main_checks_the_bundle_and_lists_while_ray_starts(monkeypatch, tmp_path
         seen["prepared"] = prepared
         raise ValueError("stop here")  # reported as 'error: ...', exit status 2
 
-    monkeypatch.setattr(classify, "_prepare", prepare)
+    monkeypatch.setattr(classify, "_settle", prepare)
     monkeypatch.setattr(classify, "connect_ray", connect)
     monkeypatch.setattr(classify, "_run", run)
-    assert classify.main(["--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.wav").write_bytes(b"listed, never read")
+    assert classify.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]) == 2
     assert seen == {"prepare_thread": True, "dashboard": False, "overlap": True, "prepared": classify._Prepared(*empty)}
     assert classify.build_parser().parse_args(["--input", "i", "--output", "o", "--dashboard"]).dashboard
+
+
+def test_main_fails_on_a_missing_input_or_a_used_output_before_ray_starts(monkeypatch, tmp_path):
+    from pipelines import classify
+
+    def connect(*, dashboard):
+        raise AssertionError("Ray was started for a job that cannot run")
+
+    monkeypatch.setattr(classify, "connect_ray", connect)
+    assert classify.main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "out")]) == 2
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.wav").write_bytes(b"x")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "part-0.parquet").write_bytes(b"x")
+    assert classify.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]) == 2
 
 
 @pytest.mark.ray
