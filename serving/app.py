@@ -5,6 +5,10 @@ Examples::
     serve run serving.app:app                                   # locally, port 8000, the default bundle
     serve run serving.app:build_app bundle_uri=musicnn-msd max_body_mb=20   # Serve passes these to build_app
     serve deploy infra/serve/config.yaml                        # args and per-deployment autoscaling from a file
+
+Serve's HTTP proxy listens on 127.0.0.1 unless ``http_options.host`` says otherwise (infra/serve/config.yaml:
+127.0.0.1; the KubeRay RayService: 0.0.0.0, behind a Kubernetes Service); the service has no authentication
+of its own, so exposing it is a decision for whoever sets that host.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ class AppArgs(BaseModel):
         description="a shipped bundle's name (musicnn-msd-mtt, musicnn-msd, musicnn-mtt, synthetic-tiny), or a "
         "bundle folder: a local path or s3://...; None is the default bundle (musicnn-msd-mtt)",
     )
+    # repr=False: may hold credentials (key/secret), and an args object ends up in logs and error messages.
     storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options for bundle_uri, e.g. {'endpoint_url': ...}"
+        default_factory=dict, repr=False, description="fsspec options for bundle_uri, e.g. {'endpoint_url': ...}"
     )
     # HTTP limits
     max_body_mb: PositiveFloat = Field(default=50.0, description="largest request body, MiB (2**20 bytes)")

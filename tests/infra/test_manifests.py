@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -47,6 +49,7 @@ MANIFESTS = {
     "podmonitor.yaml": ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 S3_SECRET = "acousticsense-s3"
+RAY_AUTH_SECRET = "acousticsense-ray-auth"
 METRICS_PORT = 8080
 DASHBOARD_PORT = 8265
 
@@ -264,6 +267,43 @@ def test_every_ray_container_gets_s3_settings(owner: str, spec: dict[str, Any]) 
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             ref = env[name]["valueFrom"]["secretKeyRef"]
             assert ref["name"] == S3_SECRET and ref["key"], f"{name} must come from Secret {S3_SECRET}"
+
+
+@CLUSTERS
+def test_cluster_requires_a_ray_auth_token(owner: str, spec: dict[str, Any]) -> None:
+    """Token authentication through KubeRay's ``authOptions``, with the token from the one Secret clients read too."""
+    assert spec["authOptions"] == {"mode": "token", "secretName": RAY_AUTH_SECRET}
+    assert Version(spec["rayVersion"]) >= Version("2.52"), "token authentication needs Ray >= 2.52"
+    for group in all_groups(spec):
+        for container in pod_spec(group)["containers"]:
+            names = {e["name"]: e for e in container.get("env", [])}
+            # KubeRay injects both from the Secret; a literal in the manifest would override or leak it.
+            assert "RAY_AUTH_TOKEN" not in names, f"{container['name']}: the token belongs in Secret {RAY_AUTH_SECRET}"
+            mode = names.get("RAY_AUTH_MODE", {}).get("value", "token")
+            assert mode == "token", f"{container['name']} sets RAY_AUTH_MODE={mode}"
+
+
+def test_ray_pins_agree_and_include_the_dashboard_fix() -> None:
+    """pyproject's floor admits the pinned Ray and excludes releases without the CVE-2026-27482 dashboard fix."""
+    text = (ROOT / "pyproject.toml").read_text()
+    found = [Requirement(r) for r in re.findall(r'"(ray\[[^"]*\][^"]*)"', text)]
+    assert len(found) == 1, f"expected one ray requirement in pyproject.toml, found {found}"
+    specifier = found[0].specifier
+    assert Version(pinned("ray")) in specifier, (
+        f"requirements.txt pins ray {pinned('ray')}, pyproject wants {specifier}"
+    )
+    assert not any(Version(v) in specifier for v in ("2.50.0", "2.52.1", "2.53.0")), f"{specifier} admits Ray < 2.54"
+    assert Version("2.54.0") in specifier
+
+
+def test_local_stack_requires_a_token_and_binds_the_dashboard_to_loopback() -> None:
+    """infra/local/stack.sh starts its Ray head with token auth, and its dashboard on 127.0.0.1 only."""
+    script = (INFRA / "local" / "stack.sh").read_text()
+    start = script[script.index('"$RAY" start --head') - 400 : script.index('"$RAY" start --head') + 600]
+    assert "RAY_AUTH_MODE=token" in start and "RAY_AUTH_TOKEN_PATH=" in start
+    assert "--dashboard-host=127.0.0.1" in start
+    assert "export RAY_AUTH_MODE=token" in script  # what `stack.sh up` tells clients to export
+    assert yaml.safe_load(SERVE_CONFIG.read_text())["http_options"]["host"] == "127.0.0.1"  # serve deploy, locally
 
 
 def test_cluster_specs_agree_on_groups() -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,54 @@ def ray_head():
         yield head
     finally:
         head.stop()
+
+
+def _listening_hosts(port: int) -> set[str]:
+    """The local addresses a TCP socket listens on at ``port`` (every process's; no root needed for the list)."""
+    return {c.laddr.ip for c in psutil.net_connections(kind="tcp") if c.status == "LISTEN" and c.laddr.port == port}
+
+
+def _jobs_api_status(head: RayHead, token: str | None) -> int:
+    """The HTTP status of ``GET /api/jobs/`` on the head's dashboard, with ``token`` as the bearer token (or none)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    request = urllib.request.Request(head.dashboard_url + "/api/jobs/", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_the_jobs_api_refuses_requests_without_the_clusters_token(ray_head, submitted_job, tmp_path):
+    """Token authentication (RAY_AUTH_MODE=token): no token or a wrong one is refused, the cluster's is accepted.
+
+    ``ray job submit`` without the token fails before anything runs (the marker file its job would write never
+    appears), while the module's job went through the same CLI with the token; the REST API that the CLI wraps
+    answers 401 to a missing token, 403 to a wrong one and 200 to the right one.
+    """
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+
+    env = {k: v for k, v in ray_head.env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token of this user's either
+    command = [RAY, "job", "submit", "--address", ray_head.dashboard_url, "--", "python", "-c", code]
+    refused = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0, output[-3000:]
+    assert "unauthorized" in output.lower() or "authentication" in output.lower(), output[-3000:]
+    assert not marker.exists()
+    assert _jobs_api_status(ray_head, None) == 401  # no token: unauthenticated
+    assert _jobs_api_status(ray_head, "0" * 64) == 403  # a wrong token: authenticated as nobody
+    assert _jobs_api_status(ray_head, ray_head.env["RAY_AUTH_TOKEN"]) == 200
+    # With the token, `ray job submit` runs: the module's job (submitted_job) went through the same CLI.
+    done = submitted_job[0]
+    assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
+
+
+def test_the_dashboard_listens_on_loopback_only(ray_head):
+    """``--dashboard-host=127.0.0.1`` (as infra/local/stack.sh starts it): nothing outside this machine reaches it."""
+    hosts = _listening_hosts(ray_head.ports["dashboard"])
+    assert hosts == {"127.0.0.1"}, hosts
 
 
 def _rows(output: Path) -> list[dict]:
