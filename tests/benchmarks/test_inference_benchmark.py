@@ -230,8 +230,8 @@ def test_unrunnable_combinations_are_reported_not_fatal(tmp_path, monkeypatch, c
     real_predictor = bench.WindowPredictor
 
     class FlakyPredictor(real_predictor):
-        def __init__(self, model, device, precision, compile=False, max_batch_windows=256):
-            super().__init__(model, device, precision, compile=False, max_batch_windows=max_batch_windows)
+        def __init__(self, model, device, precision, compile=False, max_batch_windows=256, **kwargs):
+            super().__init__(model, device, precision, compile=False, max_batch_windows=max_batch_windows, **kwargs)
             eager = self.model
 
             def forward(x):
