@@ -33,30 +33,26 @@ Prints a table and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import secrets
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ray_head import RayHead
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("local", "submit", "before", "naive")
 _FORMATS = ("wav", "flac", "ogg", "mp3")
-# Ray's working_dir upload skips what .gitignore lists too; these are named in case it does not.
-_EXCLUDES = [".venv", ".git", "data", "out", ".stack", ".pytest_cache", ".ruff_cache", "__pycache__"]
 
 
 @dataclass
@@ -198,120 +194,21 @@ def _naive_child(list_file: Path, model: str) -> int:
     return 0
 
 
-def _free_ports(n: int) -> list[int]:
-    """Distinct free ports from the ephemeral range, which is outside Ray's worker ports (10002-19999)."""
-    held = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
+def _submit(head: RayHead, job_args: Sequence[str]) -> tuple[float, float | None]:
+    """``ray job submit`` and wait; returns the CLI's wall seconds and the job's own span on the cluster."""
+    submission_id = f"scaling-{secrets.token_hex(6)}"
+    started = time.perf_counter()
+    done = head.submit(*job_args, submission_id=submission_id, timeout=None)
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or "succeeded" not in done.stdout + done.stderr:
+        raise SystemExit(f"ray job submit failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
+    info = head.job(submission_id)
+    span = (info["end_time"] - info["start_time"]) / 1e3 if info.get("end_time") and info.get("start_time") else None
+    return wall, span
 
 
-class LocalHead:
-    """A ``ray start --head`` on this machine with token auth, free ports and its own temp dir; stopped by PID.
-
-    Never ``ray stop``, which would stop every Ray of this user on the machine.
-    """
-
-    _PORTS = ("gcs", "dashboard", "metrics", "client", "agent_http", "agent_grpc", "runtime_env_agent",
-              "node_manager", "object_manager")  # fmt: skip
-
-    def __init__(self, num_cpus: int) -> None:
-        self.num_cpus = num_cpus
-        self.ports = dict(zip(self._PORTS, _free_ports(len(self._PORTS))))
-        # Short: Ray's Unix socket paths (under <temp-dir>/session_*/sockets/) must stay below 108 bytes.
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-        bin_dir = Path(sys.executable).parent
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-        self.env = env | {
-            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",  # the jobs' `python` is this one
-            "RAY_AUTH_MODE": "token",  # the CLI and the head share a token of this head's own
-            "RAY_AUTH_TOKEN": secrets.token_hex(32),
-            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-        }
-        self.ray = str(bin_dir / "ray")
-        self.pgid: int | None = None
-        self.start_s = 0.0
-
-    @property
-    def dashboard_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['dashboard']}"
-
-    def start(self) -> None:
-        p = self.ports
-        cmd = [self.ray, "start", "--head", f"--port={p['gcs']}", "--dashboard-host=127.0.0.1",
-               f"--dashboard-port={p['dashboard']}", f"--metrics-export-port={p['metrics']}",
-               f"--ray-client-server-port={p['client']}", f"--dashboard-agent-listen-port={p['agent_http']}",
-               f"--dashboard-agent-grpc-port={p['agent_grpc']}", f"--runtime-env-agent-port={p['runtime_env_agent']}",
-               f"--node-manager-port={p['node_manager']}", f"--object-manager-port={p['object_manager']}",
-               f"--num-cpus={self.num_cpus}", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]  # fmt: skip
-        started = time.perf_counter()
-        # A session of its own: every daemon `ray start` leaves behind is in the process group `pgid`.
-        process = subprocess.Popen(
-            cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
-        self.pgid = process.pid
-        out, _ = process.communicate(timeout=180)
-        self.start_s = time.perf_counter() - started
-        if process.returncode != 0:
-            self.stop()
-            raise SystemExit(f"ray start failed ({process.returncode}):\n{out[-4000:]}")
-
-    def stop(self) -> None:
-        import psutil
-
-        if self.pgid is None:
-            return
-        procs: dict[int, Any] = {}
-        for proc in psutil.process_iter():
-            with contextlib.suppress(ProcessLookupError, psutil.Error):
-                if os.getpgid(proc.pid) == self.pgid:
-                    procs[proc.pid] = proc
-        for proc in list(procs.values()):
-            with contextlib.suppress(psutil.Error):
-                procs.update({child.pid: child for child in proc.children(recursive=True)})
-        for proc in procs.values():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-        _, alive = psutil.wait_procs(list(procs.values()), timeout=5)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=10)
-        self.pgid = None
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def submit(self, job_args: Sequence[str]) -> tuple[float, float | None]:
-        """``ray job submit`` and wait; returns the CLI's wall seconds and the job's own span on the cluster."""
-        submission_id = f"scaling-{secrets.token_hex(6)}"
-        runtime_env = {"excludes": _EXCLUDES, "env_vars": {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}}
-        cmd = [self.ray, "job", "submit", "--address", self.dashboard_url, "--working-dir", str(ROOT),
-               "--runtime-env-json", json.dumps(runtime_env), "--submission-id", submission_id,
-               "--", "python", "-m", "pipelines.classify", *job_args]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(cmd, env=self.env, cwd=ROOT, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - started
-        if done.returncode != 0 or "succeeded" not in done.stdout + done.stderr:
-            raise SystemExit(f"ray job submit failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
-        request = urllib.request.Request(
-            f"{self.dashboard_url}/api/jobs/{submission_id}",
-            headers={"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            info = json.loads(r.read())
-        span = (
-            (info["end_time"] - info["start_time"]) / 1e3 if info.get("end_time") and info.get("start_time") else None
-        )
-        return wall, span
-
-
-def run_submit(head: LocalHead, inputs: Path, output: Path, files: int, model: str, extra: Sequence[str]) -> Run:
-    wall, span = head.submit(_job_args(inputs, output, model, extra))
+def run_submit(head: RayHead, inputs: Path, output: Path, files: int, model: str, extra: Sequence[str]) -> Run:
+    wall, span = _submit(head, _job_args(inputs, output, model, extra))
     return _from_summary(Run("submit", files, wall, cores=head.num_cpus, span_s=span), output)
 
 
@@ -420,19 +317,21 @@ def main(argv: list[str] | None = None) -> int:
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_start = _loadavg()
     runs: list[Run] = []
-    head: LocalHead | None = None
+    head: RayHead | None = None
     with tempfile.TemporaryDirectory(prefix="scaling-") as tmp:
         root = Path(tmp)
         clips = make_clips(root / "clips", args.distinct, args.clip_s)
         try:
             if "submit" in modes:
-                head = LocalHead(num_cpus=os.cpu_count() or 1)
+                head = RayHead(num_cpus=os.cpu_count() or 1)
                 head.start()
                 link_inputs(root / "warm", clips, 1)
                 # The first job on a fresh head uploads the working dir and starts Ray Data's own actors, which
                 # stay for later jobs; a cluster in use has both already.
-                warm_wall, _ = head.submit(_job_args(root / "warm", root / "warm-out", args.model, extra))
-                print(f"head started in {head.start_s:.1f} s; first (untimed) 1-file job {warm_wall:.1f} s", flush=True)
+                warm_wall, _ = _submit(head, _job_args(root / "warm", root / "warm-out", args.model, extra))
+                print(
+                    f"head started in {head.startup_s:.1f} s; first (untimed) 1-file job {warm_wall:.1f} s", flush=True
+                )
             for n in sizes:
                 inputs = root / f"in-{n}"
                 paths = link_inputs(inputs, clips, n)
@@ -463,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "clip_s": args.clip_s,
         "distinct_clips": args.distinct,
         "job_args": extra,
-        "head_start_s": round(head.start_s, 2) if head else None,
+        "head_start_s": round(head.startup_s, 2) if head else None,
         "runs": [asdict(r) | {"busy_share": r.busy_share} for r in runs],
         "curves": curves,
     }

@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ray_head import free_ports
+
 __all__ = ["SeaweedS3", "SeaweedError", "find_weed", "free_port"]
 
 REGION = "us-east-1"
@@ -50,20 +52,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held open together so they cannot repeat)."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class SeaweedS3:
@@ -197,7 +185,7 @@ class SeaweedS3:
             self._write_identities()
         for attempt in range(2):
             names = ["master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc"]
-            self.ports = dict(zip(names, _free_ports(len(names))))
+            self.ports = dict(zip(names, free_ports(len(names))))
             t0 = time.perf_counter()
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(

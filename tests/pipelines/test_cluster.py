@@ -1,194 +1,41 @@
 """The classify job on a real ``ray start --head`` cluster through ``ray job submit``: results, metrics, kill + resume.
 
-The head runs on free ports with its own ``--temp-dir`` (so no other ``ray.init()`` on this machine
-attaches to it), token authentication with a token of its own, and is stopped by PID: the processes
-``ray start`` left in its process group plus their descendants (the workers). Never ``ray stop``, which
-stops every Ray of this user on the machine. This module does not use ``local_ray``.
+The head is :class:`benchmarks.ray_head.RayHead` (the ``submit`` mode of ``benchmarks.scaling`` runs on it too):
+free ports, its own ``--temp-dir``, token authentication with a token of its own, stopped by PID, never by
+``ray stop``. This module does not use ``local_ray``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, write_audio
+from benchmarks.ray_head import RAY, RayHead
+from tests.conftest import write_audio
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-VENV_BIN = Path(sys.executable).parent
-RAY = str(VENV_BIN / "ray")
-# Ray's working_dir upload also skips what .gitignore lists; these are named in case it does not.
-EXCLUDES = [".venv", ".git", "data", "out", ".stack", ".pytest_cache", ".ruff_cache", "__pycache__"]
 METRIC_NAMES = ("acousticsense_files_total", "acousticsense_stage_seconds")
 # Enough files that the job still runs when its first shard lands (a few seconds of work left on 2 idle cores);
 # raise it with ACOUSTICSENSE_TEST_RESUME_FILES if a fast machine finishes before the stop arrives.
 RESUME_FILES = int(os.environ.get("ACOUSTICSENSE_TEST_RESUME_FILES", "120"))
 
 
-def _free_ports(n: int) -> list[int]:
-    """Distinct free ports from the ephemeral range, which is outside Ray's worker ports (10002-19999)."""
-    held = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
-@dataclass
-class RayHead:
-    temp_dir: Path
-    ports: dict[str, int]
-    env: dict[str, str]
-    pgid: int | None = None
-    startup_s: float = 0.0
-    start_output: str = field(default="", repr=False)
-
-    @property
-    def dashboard_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['dashboard']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
-
-    def start(self) -> None:
-        p = self.ports
-        cmd = [
-            RAY,
-            "start",
-            "--head",
-            f"--port={p['gcs']}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={p['dashboard']}",
-            f"--metrics-export-port={p['metrics']}",
-            f"--ray-client-server-port={p['client']}",
-            f"--dashboard-agent-listen-port={p['agent_http']}",
-            f"--dashboard-agent-grpc-port={p['agent_grpc']}",
-            f"--runtime-env-agent-port={p['runtime_env_agent']}",
-            f"--node-manager-port={p['node_manager']}",
-            f"--object-manager-port={p['object_manager']}",
-            "--num-cpus=2",
-            "--disable-usage-stats",
-            f"--temp-dir={self.temp_dir}",
-        ]
-        t0 = time.perf_counter()
-        # A session of its own: every daemon `ray start` leaves behind is in the process group `pgid`.
-        process = subprocess.Popen(
-            cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
-        self.pgid = process.pid
-        try:
-            self.start_output, _ = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            self.start_output, _ = process.communicate()
-        self.startup_s = time.perf_counter() - t0
-        if process.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"ray start failed ({process.returncode}):\n{self.start_output[-4000:]}")
-
-    def processes(self) -> list[psutil.Process]:
-        """This head's processes: the members of its process group and all their descendants."""
-        found: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter():
-            try:
-                if os.getpgid(proc.pid) == self.pgid:
-                    found[proc.pid] = proc
-            except (ProcessLookupError, psutil.Error):
-                continue
-        for proc in list(found.values()):
-            try:
-                found.update({child.pid: child for child in proc.children(recursive=True)})
-            except psutil.Error:
-                continue
-        return list(found.values())
-
-    def stop(self, grace_s: float = 5.0) -> None:
-        if self.pgid is None:
-            return
-        procs = self.processes()
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=grace_s)
-        for proc in alive:  # gcs_server and raylet drain slowly on SIGTERM
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=10)
-        self.pgid = None
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def ray(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run a ``ray`` CLI command (``job submit`` …) against this head."""
-        return subprocess.run(
-            [RAY, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-        )
-
-    def submit(self, *job_args: str, wait: bool = True, submission_id: str | None = None):
-        runtime_env = {
-            "excludes": EXCLUDES,
-            "env_vars": {"PYTHONUNBUFFERED": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"},
-        }
-        args = ["job", "submit", "--address", self.dashboard_url, "--working-dir", str(ROOT)]
-        args += ["--runtime-env-json", json.dumps(runtime_env)]
-        if submission_id:
-            args += ["--submission-id", submission_id]
-        if not wait:
-            args.append("--no-wait")
-        return self.ray(*args, "--", "python", "-m", "pipelines.classify", *job_args, "--no-progress")
-
-    def api(self, method: str, path: str, timeout: float = 30) -> dict:
-        """The Jobs REST API that ``ray job`` wraps (no CLI start-up: that takes seconds on a busy machine)."""
-        request = urllib.request.Request(
-            self.dashboard_url + path, method=method, headers={"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"}
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            body = r.read()
-        return json.loads(body) if body else {}
-
-    def job(self, submission_id: str) -> dict:
-        return self.api("GET", f"/api/jobs/{submission_id}")
-
-    def job_logs(self, submission_id: str) -> str:
-        return self.api("GET", f"/api/jobs/{submission_id}/logs").get("logs", "")[-6000:]
-
-
 @pytest.fixture(scope="module")
 def ray_head():
-    names = ["gcs", "dashboard", "metrics", "client", "agent_http", "agent_grpc"]
-    names += ["runtime_env_agent", "node_manager", "object_manager"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-    env |= {
-        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",  # the jobs' `python` is this venv's
-        "RAY_AUTH_MODE": "token",  # the CLI and the head agree, with a token of this cluster's own
-        "RAY_AUTH_TOKEN": secrets.token_hex(32),
-        "RAY_metrics_report_interval_ms": "1000",  # workers push metrics every second (default 10 s)
-        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-    }
-    # Short: Ray's Unix socket paths (under <temp-dir>/session_*/sockets/) must stay below 108 bytes.
-    head = RayHead(Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp")), dict(zip(names, _free_ports(len(names)))), env)
-    head.start()
+    # Workers push metrics every second (default 10 s), so the metrics test sees them while the job runs.
+    head = RayHead(num_cpus=2, env={"RAY_metrics_report_interval_ms": "1000"})
+    head.start(timeout_s=120)
     try:
         yield head
     finally:

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -70,13 +71,12 @@ def _tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
-@pytest.fixture(scope="module")
-def odd_job(local_ray, tiny_bundle, odd_folder):
+def _options(odd_folder: Path, tiny_bundle: str, **extra: Any):
+    """The job over the odd folder with every option on, writing next to it."""
     from pipelines.classify import JobOptions
 
     work = odd_folder.parent
-    before = _tree(work)
-    options = JobOptions(
+    return JobOptions(
         inputs=[str(odd_folder)],
         output=str(work / "out"),
         model=tiny_bundle,
@@ -85,8 +85,15 @@ def odd_job(local_ray, tiny_bundle, odd_folder):
         enhance="both",
         segments=3,
         files_per_batch=2,
+        **extra,
     )
-    summary = _run_with_deadline(options)
+
+
+@pytest.fixture(scope="module")
+def odd_job(local_ray, tiny_bundle, odd_folder):
+    work = odd_folder.parent
+    before = _tree(work)
+    summary = _run_with_deadline(_options(odd_folder, tiny_bundle))
     rows = {Path(r["path"]).relative_to(odd_folder).as_posix(): r for r in pq.read_table(work / "out").to_pylist()}
     return summary, rows, before, work
 
@@ -129,19 +136,7 @@ def test_nothing_is_written_outside_output_and_cache(odd_job):
 
 def test_resume_recognises_the_escaped_name(odd_job, tiny_bundle, odd_folder):
     """The non-UTF-8 name's row is found again by --resume: nothing is added twice."""
-    from pipelines.classify import JobOptions
-
     _, rows, _, work = odd_job
-    options = JobOptions(
-        inputs=[str(odd_folder)],
-        output=str(work / "out"),
-        model=tiny_bundle,
-        cache=str(work / "cache"),
-        rules=True,
-        enhance="both",
-        segments=3,
-        resume=True,
-    )
-    summary = _run_with_deadline(options)
+    summary = _run_with_deadline(_options(odd_folder, tiny_bundle, resume=True))
     assert (summary.skipped_existing, summary.files) == (len(rows), 0)
     assert pq.read_table(work / "out").num_rows == len(rows)

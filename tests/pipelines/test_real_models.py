@@ -17,7 +17,7 @@ import soundfile as sf
 from acousticsense import DEFAULT_BUNDLE, load_bundle
 from acousticsense.convert.__main__ import main as convert
 from tests.conftest import write_audio, write_small_ast
-from tests.serving.test_app import _free_port, _no_cpu, post_audio
+from tests.serving.conftest import _free_port, _no_cpu, post_audio
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

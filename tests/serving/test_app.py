@@ -17,14 +17,12 @@ import pytest
 from acousticsense import GENRES, load_bundle
 from serving.config import AppArgs, load_service_bundle
 from tests.conftest import write_audio
-from tests.serving.conftest import (  # noqa: F401 - re-exported: other test modules import them from here
+from tests.serving.conftest import (
     LIMIT_BYTES,
     LIMIT_MB,
     OVERRIDES,
-    _free_port,
     _no_cpu,
     assert_error,
-    connect,
     parse_raw,
     post_audio,
     post_form,

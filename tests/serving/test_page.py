@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import ROOT, write_audio
-from tests.serving.test_app import _free_port, _no_cpu, assert_error, post_audio, post_form, request
+from tests.serving.conftest import _free_port, _no_cpu, assert_error, post_audio, post_form, request
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import psutil
 import pytest
 
 from tests.conftest import write_audio
+from tests.serving.conftest import _free_port, _no_cpu
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -52,23 +52,6 @@ class Outcome:
 # ------------------------------------------------------------------------------------------------ fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _deployment_options(replicas: int, ongoing: int, queued: int) -> dict[str, Any]:
-    """A fixed number of replicas that reserve no CPU (the 2-core CI machine cannot reserve more)."""
-    return {
-        "num_replicas": replicas,
-        "autoscaling_config": None,
-        "ray_actor_options": {"num_cpus": 0},
-        "max_ongoing_requests": ongoing,
-        "max_queued_requests": queued,
-    }
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("faults") / "clip.wav"
@@ -94,8 +77,8 @@ def tight_service(local_ray, tiny_bundle):
         "max_batch_size": 8,
         "batch_wait_timeout_s": BATCH_WAIT_S,
         "retry_after_s": RETRY_AFTER_S,
-        "ingress_options": _deployment_options(1, ongoing=ADMIT_ONGOING, queued=ADMIT_QUEUED),
-        "model_options": {**_deployment_options(2, ongoing=16, queued=64), **health},
+        "ingress_options": _no_cpu(max_ongoing_requests=ADMIT_ONGOING, max_queued_requests=ADMIT_QUEUED),
+        "model_options": _no_cpu(num_replicas=2, max_ongoing_requests=16, max_queued_requests=64, **health),
     }
     serve.run(build_app(args), name=APP, route_prefix="/")
     try:
