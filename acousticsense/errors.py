@@ -20,3 +20,14 @@ class BundleError(AcousticSenseError):
 
 class ConfigError(AcousticSenseError):
     """A configuration value is out of range or inconsistent with another one."""
+
+
+class StageError(AcousticSenseError):
+    """A per-file failure tagged with the stage it happened in (``read``, ``decode``, ``features`` …).
+
+    The batch job turns it into an error row with ``error_stage``; the service into a 4xx.
+    """
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage

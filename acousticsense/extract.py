@@ -12,10 +12,10 @@ import torch
 from acousticsense.audio import AudioSource, decode_segments, downmix, resample
 from acousticsense.config import FeatureConfig
 from acousticsense.enhance import compress_dynamic_range
-from acousticsense.errors import AcousticSenseError, ConfigError
+from acousticsense.errors import AcousticSenseError, ConfigError, StageError
 from acousticsense.features import FbankFrontEnd, LogMel, featurize, front_end
 
-__all__ = ["PreparedAudio", "FeaturizedAudio", "StageError", "ExcerptFeaturizer", "segment_windows"]
+__all__ = ["PreparedAudio", "FeaturizedAudio", "ExcerptFeaturizer", "segment_windows"]
 
 
 @dataclass
@@ -61,14 +61,6 @@ class FeaturizedAudio:
     segment_windows: list[int] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     class_weights: np.ndarray | None = None  # rule layer's (n_classes,) multipliers, when rules are on
-
-
-class StageError(AcousticSenseError):
-    """A failure tagged with the stage it happened in (``read``, ``decode``, ``features`` …)."""
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(message)
-        self.stage = stage
 
 
 def segment_windows(

@@ -80,7 +80,8 @@ class FeaturizeFiles:
         return pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
 
     def _one(self, path: str, list_error: str | None) -> dict[str, Any]:
-        from acousticsense.extract import FeaturizedAudio, PreparedAudio, StageError
+        from acousticsense.errors import StageError
+        from acousticsense.extract import FeaturizedAudio, PreparedAudio
 
         row: dict[str, Any] = {"path": path, "status": "error"}
         if list_error:
@@ -218,7 +219,7 @@ class ClassifyWindows:
         import torch
 
         from acousticsense import predict_file
-        from acousticsense.extract import StageError
+        from acousticsense.errors import StageError
         from acousticsense.inference import logits_per_file
 
         payload = list(_PAYLOAD_COLUMNS)

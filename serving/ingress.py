@@ -42,7 +42,8 @@ import acousticsense
 from acousticsense import FeatureConfig, choose_segments
 from acousticsense import top_k as top_k_of
 from acousticsense.bundle import DEFAULT_BUNDLE
-from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError
+from acousticsense.errors import StageError
+from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio
 from acousticsense.features import n_frames
 from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, read_form
 from serving.config import load_service_bundle, parse_args

@@ -44,7 +44,7 @@ def test_non_finite_float_audio_is_a_decode_error_with_every_option_on(tmp_path,
     """A float WAV holding NaN/Inf used to escape as librosa's ParameterError from the rule layer (a failed block)."""
     import soundfile as sf
 
-    from acousticsense.extract import StageError
+    from acousticsense.errors import StageError
 
     x = np.random.default_rng(0).standard_normal(22050 * 4).astype(np.float32) * 0.1
     x[5000:6000] = np.nan if bad == "nan" else np.inf

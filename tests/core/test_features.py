@@ -16,8 +16,8 @@ import torch
 
 from acousticsense.audio import downmix, resample
 from acousticsense.config import FeatureConfig
-from acousticsense.errors import AcousticSenseError
-from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio, StageError
+from acousticsense.errors import AcousticSenseError, StageError
+from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio
 from acousticsense.features import LogMel, featurize, frame_windows, log_mel, mel_filterbank, n_frames
 
 DEFAULT = FeatureConfig()

@@ -22,8 +22,8 @@ import pytest
 
 from acousticsense import load_bundle
 from acousticsense.audio import audio_info, decode_segments
-from acousticsense.errors import AcousticSenseError
-from acousticsense.extract import ExcerptFeaturizer, StageError
+from acousticsense.errors import AcousticSenseError, StageError
+from acousticsense.extract import ExcerptFeaturizer
 from tests.badfiles import ZOO, BadFile, mutations, valid_seeds
 
 pytestmark = pytest.mark.slow  # ~10 s on an idle 2-core machine: the rule layer JITs its beat tracker once

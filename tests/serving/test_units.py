@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from acousticsense.extract import StageError
+from acousticsense.errors import StageError
 from serving._multipart import MultipartError, boundary_of, parse_form_data
 from serving.config import AppArgs, load_service_bundle, parse_args
 from serving.errors import stage_error
