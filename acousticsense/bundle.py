@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -70,6 +71,9 @@ class ModelBundle:
     preset: str = "custom"
     provenance: dict[str, Any] = field(default_factory=dict)
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+    # What it was loaded from: a shipped bundle's name (each process resolves it to its own package folder:
+    # on a cluster that path differs from node to node) or a URI. with_weights reads the weights from it.
+    source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.labels) != self.model.n_classes:
@@ -107,6 +111,25 @@ class ModelBundle:
         if missing or unexpected:
             raise BundleError(f"weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
         return model.eval()
+
+    def with_weights(self, storage_options: Mapping[str, Any] | None = None) -> ModelBundle:
+        """This bundle with its weights: itself when it holds them, else a copy with ``source``'s weights.
+
+        The batch driver and the service's builder resolve the bundle's configs (and the run's overrides)
+        once, without weights; only the processes that run the model read the weights, here.
+
+        Raises:
+            BundleError: no weights and no ``source`` to read them from, or an unreadable weights file.
+        """
+        if self.state_dict:
+            return self
+        if self.source is None:
+            raise BundleError(f"bundle {self.version!r} holds no weights and does not say where it was loaded from")
+        try:
+            state = _read_weights(resolve_bundle_uri(self.source), storage_options)
+        except (OSError, ValueError, SafetensorError) as e:
+            raise BundleError(f"cannot read the weights of the bundle at {self.source!r}: {e}") from e
+        return dataclasses.replace(self, state_dict=state)
 
     def with_postprocess(self, **changes: Any) -> ModelBundle:
         """A copy with some postprocessing fields replaced (e.g. ``temperature``, ``review_threshold``)."""
@@ -229,14 +252,14 @@ def load_bundle(
     Raises:
         BundleError: the folder, a file, or a field is missing or malformed.
     """
-    uri = resolve_bundle_uri(uri)
+    source = uri or DEFAULT_BUNDLE
+    uri = resolve_bundle_uri(source)
     try:
         fs, root = filesystem(uri, storage_options)
         with fs.open(join_uri(root, _MANIFEST), "r") as f:
             manifest = json.load(f)
         if weights:
-            with fs.open(join_uri(root, _WEIGHTS), "rb") as f:
-                state = load_safetensors(f.read())
+            state = _read_weights(uri, storage_options)
         elif fs.exists(join_uri(root, _WEIGHTS)):
             state = {}
         else:
@@ -247,7 +270,7 @@ def load_bundle(
             f"no model bundle at {uri!r}: {e}. A bundle is a folder with {_MANIFEST} and {_WEIGHTS}, "
             f"or one of the shipped names: {named}."
         ) from e
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a corrupt weights file
         raise BundleError(f"cannot read model bundle at {uri!r}: {e}") from e
     manifest = _upgrade(manifest, uri)
     try:
@@ -262,11 +285,19 @@ def load_bundle(
             preset=str(manifest.get("preset", "custom")),
             provenance=dict(manifest.get("provenance", {})),
             state_dict=state,
+            source=source,
         )
     except KeyError as e:
         raise BundleError(f"{_MANIFEST} at {uri!r} lacks the field {e}") from e
     except ConfigError as e:
         raise BundleError(f"{_MANIFEST} at {uri!r} holds an invalid config: {e}") from e
+
+
+def _read_weights(uri: str, storage_options: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
+    """The tensors of the bundle folder at ``uri`` (``FileNotFoundError`` / ``OSError`` pass through)."""
+    fs, root = filesystem(uri, storage_options)
+    with fs.open(join_uri(root, _WEIGHTS), "rb") as f:
+        return load_safetensors(f.read())
 
 
 def _upgrade(manifest: dict[str, Any], uri: str) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 A per-file exception becomes ``status='error'`` with ``error`` and ``error_stage``, so one bad file
 never fails a block and every input file leaves exactly one row.
 
+The driver resolves the bundle's configs and the job's overrides once (:func:`job_bundle`, without
+weights) and hands that :class:`ModelBundle` to every stage, so all actors featurize and postprocess
+with one config; only the stages that run the model read its weights (``ModelBundle.with_weights``).
+
 The driver imports this module for the class objects only (Ray pickles them by reference), so torch and
-the torch side of the core are imported where they run: in the actors' constructors and methods. A
-driver that lists files, plans the pools and summarises the job never pays for torch (~2 s on 2 cores).
+the torch side of the core are imported where they run: in the actors' constructors and methods.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ _PAYLOAD_COLUMNS = tuple(name for name, _ in PAYLOAD_FIELDS)
 def job_bundle(
     bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any], *, weights: bool = True
 ) -> ModelBundle:
-    """Load the bundle and apply the job's feature/postprocess overrides (the same in every stage)."""
+    """Load the bundle and apply the job's feature/postprocess overrides: the driver's one resolution of both."""
     from acousticsense import load_bundle  # the model registry imports torch
 
     return load_bundle(bundle_uri, storage_options, weights=weights).with_overrides(**overrides)
@@ -54,9 +57,8 @@ class FeaturizeFiles:
 
     def __init__(
         self,
-        bundle_uri: str | None,
+        bundle: ModelBundle,
         storage_options: Mapping[str, Any],
-        overrides: Mapping[str, Any],
         features_on: str = "cpu",
         cache_uri: str | None = None,
     ) -> None:
@@ -64,7 +66,7 @@ class FeaturizeFiles:
         from acousticsense.extract import ExcerptFeaturizer
 
         self.storage_options = dict(storage_options)
-        self.bundle = job_bundle(bundle_uri, storage_options, overrides, weights=False)  # configs only
+        self.bundle = bundle  # configs only: this stage never runs the model
         self.features_on = features_on
         # One thread: the pool already has one actor per core.
         self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.genres)
@@ -179,9 +181,8 @@ class ClassifyWindows:
 
     def __init__(
         self,
-        bundle_uri: str | None,
+        bundle: ModelBundle,
         storage_options: Mapping[str, Any],
-        overrides: Mapping[str, Any],
         device: str = "auto",
         precision: str = "auto",
         compile: bool = False,
@@ -199,7 +200,7 @@ class ClassifyWindows:
         torch.set_num_threads(max(1, torch_threads))
         if ray.get_gpu_ids() and not torch.cuda.is_available():
             logger.warning("this actor holds a GPU but torch sees no CUDA device; inference runs on the CPU")
-        self.bundle = job_bundle(bundle_uri, storage_options, overrides)
+        self.bundle = bundle.with_weights(storage_options)
         self.predictor = WindowPredictor(
             self.bundle.build_model(),
             device=device,
@@ -325,15 +326,14 @@ class FeaturizeAndClassify:
 
     def __init__(
         self,
-        bundle_uri: str | None,
+        bundle: ModelBundle,
         storage_options: Mapping[str, Any],
-        overrides: Mapping[str, Any],
         features_on: str = "cpu",
         cache_uri: str | None = None,
         **classify_kwargs: Any,
     ) -> None:
-        self.featurize = FeaturizeFiles(bundle_uri, storage_options, overrides, features_on, cache_uri)
-        self.classify = ClassifyWindows(bundle_uri, storage_options, overrides, **classify_kwargs)
+        self.featurize = FeaturizeFiles(bundle, storage_options, features_on, cache_uri)
+        self.classify = ClassifyWindows(bundle, storage_options, **classify_kwargs)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.classify(self.featurize(batch))

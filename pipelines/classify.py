@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +38,9 @@ from acousticsense.storage import check_writable, filesystem, is_remote, join_ur
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
 from pipelines._write import WriteShards, write_shard
+
+if TYPE_CHECKING:
+    from acousticsense import ModelBundle  # imports torch: the driver loads it in _settle's thread
 
 __all__ = ["JobOptions", "run_classification", "main"]
 
@@ -218,10 +221,10 @@ def _looks_like_file(uri: str) -> bool:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """What the driver settles before any actor runs: the bundle's identity and the files left to classify."""
+    """What the driver settles before any actor runs: the bundle (configs with the job's overrides, no weights)
+    that every stage receives, and the files left to classify."""
 
-    model_version: str
-    feature_hash: str
+    bundle: ModelBundle
     items: list[dict[str, Any]]
     skipped_existing: int
 
@@ -261,7 +264,7 @@ def _settle(options: JobOptions, items: list[dict[str, Any]]) -> _Prepared:
             done = completed_paths(options.output, options.storage_options, bundle.version, bundle.feature_hash)
         remaining = [item for item in items if item["path"] not in done]
         skipped, items = len(items) - len(remaining), remaining
-    return _Prepared(bundle.version, bundle.feature_hash, items, skipped)
+    return _Prepared(bundle, items, skipped)
 
 
 def run_classification(options: JobOptions, *, progress: bool = True) -> JobSummary:
@@ -278,14 +281,14 @@ def _run(options: JobOptions, prepared: _Prepared, *, progress: bool, started: f
     """Classify ``prepared.items`` on the connected cluster; the summary's wall time counts from ``started``."""
     plan = plan_resources(options, ray.cluster_resources())
     items = prepared.items
-    tables = _stream(options, plan, items, progress) if items else []
+    tables = _stream(options, plan, prepared.bundle, items, progress) if items else []
     summary = summarize(
         pa.concat_tables(tables) if tables else None,
         wall_s=time.perf_counter() - started,
         expected_files=len(items),
         output=options.output,
-        model_version=prepared.model_version,
-        feature_hash=prepared.feature_hash,
+        model_version=prepared.bundle.version,
+        feature_hash=prepared.bundle.feature_hash,
         plan=asdict(plan),
         skipped_existing=prepared.skipped_existing,
     )
@@ -311,13 +314,15 @@ def _pool(actors: int, batches: int) -> ActorPoolStrategy:
     )
 
 
-def _stream(options: JobOptions, plan: _Plan, items: list[dict[str, Any]], progress: bool) -> list[pa.Table]:
+def _stream(
+    options: JobOptions, plan: _Plan, bundle: ModelBundle, items: list[dict[str, Any]], progress: bool
+) -> list[pa.Table]:
     """Featurize, classify and write ``items`` as one streaming Ray Data pipeline; the shards' summary rows."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.execution_options.verbose_progress = False
     blocks = max(1, min(math.ceil(len(items) / options.files_per_batch), 4096))
-    stage_args = (options.model, options.storage_options, options.overrides())
+    stage_args = (bundle, options.storage_options)
     # A small job gets no more actors than it has batches: each idle actor still costs a worker start.
     cpu_pool = min(plan.cpu_actors, blocks)
     featurize_kwargs = dict(features_on=options.features_on, cache_uri=options.cache)

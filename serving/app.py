@@ -40,13 +40,15 @@ def build_app(args: dict[str, Any]) -> Application:
             here so that a bad deploy fails at once rather than in every replica.
     """
     options = parse_args(args)
-    load_service_bundle(options)  # fail fast, like the batch job's driver
+    # Resolved once, here: a bad deploy fails at once, and every replica gets the same configs. Weights are
+    # read by the model replicas only.
+    bundle = load_service_bundle(options)
     payload = options.model_dump()
-    model = GenreModel.options(**options.model_options).bind(payload)
+    model = GenreModel.options(**options.model_options).bind(bundle, payload)
     # The proxy's own 503 (ingress queue full) carries the same Retry-After as the ingress's (model queue full).
     ingress_options = {"backpressure_config": BackpressureConfig(retry_after_s=options.retry_after_s)}
     ingress_options.update(options.ingress_options)
-    return ClassifierIngress.options(**ingress_options).bind(model, payload)
+    return ClassifierIngress.options(**ingress_options).bind(model, bundle, payload)
 
 
 app = build_app({})

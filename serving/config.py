@@ -84,13 +84,14 @@ class AppArgs(BaseModel):
 
 
 def load_service_bundle(args: AppArgs) -> ModelBundle:
-    """Load the bundle and apply the overrides exactly as the batch job does (``pipelines._stages.job_bundle``).
+    """The bundle's configs (no weights) with the overrides applied exactly as the batch job does
+    (``pipelines._stages.job_bundle``); ``ModelBundle.with_weights`` reads the weights where the model runs.
 
     Raises:
         BundleError: no readable bundle at ``args.bundle_uri``.
         ConfigError: an override is out of range for the bundle (e.g. excerpt shorter than its minimum).
     """
-    return load_bundle(args.bundle_uri, args.storage_options).with_overrides(**args.overrides())
+    return load_bundle(args.bundle_uri, args.storage_options, weights=False).with_overrides(**args.overrides())
 
 
 def parse_args(args: dict[str, Any] | AppArgs | None) -> AppArgs:

@@ -39,14 +39,14 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 import acousticsense
-from acousticsense import FeatureConfig, choose_segments
+from acousticsense import FeatureConfig, ModelBundle, choose_segments
 from acousticsense import top_k as top_k_of
 from acousticsense.bundle import DEFAULT_BUNDLE
 from acousticsense.errors import StageError
 from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio
 from acousticsense.features import n_frames
 from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, read_form
-from serving.config import load_service_bundle, parse_args
+from serving.config import parse_args
 from serving.errors import ApiError, install_error_handlers, stage_error
 from serving.model import ModelResult
 from serving.schemas import BatchResponse, Classification, ErrorBody, Health, ModelInfo
@@ -297,13 +297,14 @@ class ClassifierIngress:
 
     Args:
         model: handle to the model deployment.
+        bundle: the bundle as ``build_app`` resolved it (configs with the overrides, no weights).
         args: :class:`serving.config.AppArgs` as a dict.
     """
 
-    def __init__(self, model: DeploymentHandle, args: dict[str, Any]) -> None:
+    def __init__(self, model: DeploymentHandle, bundle: ModelBundle, args: dict[str, Any]) -> None:
         self.args = parse_args(args)
         self.model = model
-        self.bundle = load_service_bundle(self.args)
+        self.bundle = bundle
         # One intra-op thread per featurization, as the batch job's CPU actors; parallelism comes from the pool.
         self.featurize = ExcerptFeaturizer(self.bundle.features, torch_threads=1, labels=self.bundle.genres)
         self.executor = ThreadPoolExecutor(max_workers=self.args.featurize_threads, thread_name_prefix="featurize")

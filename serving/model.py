@@ -1,8 +1,8 @@
 """The model deployment: the bundle's classifier behind ``@serve.batch``, windows of many requests per forward.
 
 It computes exactly what the batch job's ``ClassifyWindows`` stage computes: the same bundle with the
-same overrides, ``logits_per_file`` over the windows of several files, then ``predict_file`` per file with
-its segment layout and rule-layer weights.
+same overrides (resolved once by ``build_app``), ``logits_per_file`` over the windows of several files,
+then ``predict_file`` per file with its segment layout and rule-layer weights.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from ray import serve
 
-from acousticsense import FilePrediction, WindowPredictor, predict_file
+from acousticsense import FilePrediction, ModelBundle, WindowPredictor, predict_file
 from acousticsense.extract import FeaturizedAudio
 from acousticsense.inference import logits_per_file
-from serving.config import load_service_bundle, parse_args
+from serving.config import parse_args
 
 __all__ = ["GenreModel", "ModelResult"]
 
@@ -60,13 +60,14 @@ class GenreModel:
     """Windows in, :class:`ModelResult` out; dynamic batching across concurrent requests.
 
     Args:
-        args: :class:`serving.config.AppArgs` as a dict (bundle, device, precision, batch sizes).
+        bundle: the bundle as ``build_app`` resolved it (configs with the overrides); its weights are read here.
+        args: :class:`serving.config.AppArgs` as a dict (device, precision, batch sizes, storage options).
     """
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, bundle: ModelBundle, args: dict[str, Any]) -> None:
         self.args = parse_args(args)
         torch.set_num_threads(self.args.torch_threads)
-        self.bundle = load_service_bundle(self.args)
+        self.bundle = bundle.with_weights(self.args.storage_options)
         self.predictor = WindowPredictor(
             self.bundle.build_model(),
             device=self.args.device,

@@ -138,3 +138,35 @@ def test_configs_only_load_skips_the_weights_but_still_requires_them(tmp_path):
     (uri / "model.safetensors").unlink()
     with pytest.raises(BundleError, match="no model bundle"):
         load_bundle(str(uri), weights=False)
+
+
+def test_configs_resolved_once_then_weights_read_where_the_model_runs(tmp_path):
+    uri = tmp_path / "b"
+    model = _model(seed=3)
+    save_bundle(str(uri), model, features=FeatureConfig(), labels=GENRES, version="v1")
+    resolved = load_bundle(str(uri), weights=False).with_overrides(segments=2, top_k=3)  # what a driver hands out
+    ready = resolved.with_weights()
+    assert ready.features.segments == 2 and ready.postprocess.top_k == 3  # the overrides survive
+    x = torch.randn(2, 128, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(ready.build_model()(x), model(x))
+    assert ready.with_weights() is ready  # weights are read once
+    (uri / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(BundleError, match="cannot read the weights"):
+        resolved.with_weights()
+    with pytest.raises(BundleError, match="holds no weights"):
+        replace(resolved, source=None).with_weights()
+
+
+def test_a_shipped_bundle_remembers_its_name_not_this_machines_path():
+    # On a cluster each node resolves the name to its own package folder.
+    assert load_bundle(None, weights=False).source == DEFAULT_BUNDLE
+    assert load_bundle("synthetic-tiny", weights=False).with_weights().state_dict
+
+
+def test_a_corrupt_weights_file_is_a_bundle_error(tmp_path):
+    uri = tmp_path / "b"
+    save_bundle(str(uri), _model(), features=FeatureConfig(), labels=GENRES, version="v1")
+    (uri / "model.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(BundleError, match="cannot read model bundle"):
+        load_bundle(str(uri))

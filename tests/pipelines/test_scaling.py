@@ -56,7 +56,7 @@ def test_main_checks_the_bundle_while_ray_starts(monkeypatch, tmp_path):
 
     prepare_started = threading.Event()
     seen: dict[str, object] = {}
-    empty = ("v", "h", [], 0)
+    empty = ("a bundle", [], 0)
 
     def prepare(options, items):
         seen["prepare_thread"] = threading.current_thread() is not threading.main_thread()
