@@ -198,14 +198,11 @@ def fit_temperature(
         raise ValueError(f"y_true must hold integer genre indices in [0, {n_genres})")
 
     stacked = np.concatenate(files)  # the head works row by row: one call for every window of every file
-    counts = np.array([f.shape[0] for f in files])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    counts = [f.shape[0] for f in files]
     rows = np.arange(len(y))
 
     def nll(log_t: float) -> float:
-        scores = head.scores(stacked, math.exp(log_t)).astype(np.float64)
-        mean_scores = np.add.reduceat(scores, starts, axis=0) / counts[:, None]  # (n_files, n_labels)
-        file_probs = head.genre_distribution(mean_scores)
+        file_probs = head.group_distribution(head.scores(stacked, math.exp(log_t)), counts)  # (n_files, n_genres)
         return float(-np.log(np.clip(file_probs[rows, y].astype(np.float64), _P_MIN, 1.0)).mean())
 
     result = minimize_scalar(nll, bounds=(math.log(low), math.log(high)), method="bounded", options={"xatol": 1e-4})

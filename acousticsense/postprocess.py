@@ -91,6 +91,24 @@ class OutputHead:
         genre = np.maximum(genre, 1e-12)  # all-zero rows (underflow) become uniform, not NaN
         return (genre / genre.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def group_distribution(self, scores: np.ndarray, windows_per_group: Sequence[int]) -> np.ndarray:
+        """The genre distribution of each group's mean label scores (musicnn's taggram mean, per group).
+
+        This is how windows become one prediction: a file's (``predict_file`` with ``aggregation="mean"``),
+        a segment's (``segment_genres``), and each file's inside ``fit_temperature``.
+
+        Args:
+            scores: ``(n_windows, n_labels)`` label scores (:meth:`scores`), groups one after another.
+            windows_per_group: windows of each group, in order; they sum to ``n_windows``.
+
+        Returns:
+            ``(n_groups, n_genres)`` rows that sum to 1.
+        """
+        counts = np.asarray(windows_per_group)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        means = np.add.reduceat(np.asarray(scores, dtype=np.float64), starts, axis=0) / counts[:, None]
+        return self.genre_distribution(means)
+
 
 def aggregate(window_probs: np.ndarray, method: str = "mean") -> np.ndarray:
     """Combine ``(n_windows, n_classes)`` probabilities into ``(n_classes,)``.
@@ -182,12 +200,11 @@ def predict_file(
     window_scores = head.scores(window_logits, config.temperature)
     window_probs = head.genre_distribution(window_scores)
     labels = head.genres
-    bounds = np.cumsum(segment_windows)[:-1] if segment_windows else []
-    segment_probs = head.genre_distribution(np.stack([s.mean(axis=0) for s in np.split(window_scores, bounds)]))
+    segment_probs = head.group_distribution(window_scores, segment_windows or [len(window_scores)])
     if config.aggregation == "vote":
         probs = aggregate(segment_probs if len(segment_probs) > 1 else window_probs, "vote")
     else:
-        probs = head.genre_distribution(window_scores.mean(axis=0, keepdims=True))[0]
+        probs = head.group_distribution(window_scores, [len(window_scores)])[0]
     if class_weights is not None:
         probs = apply_rules(probs, class_weights)
     best = int(np.argmax(probs))

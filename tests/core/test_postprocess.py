@@ -55,3 +55,18 @@ def test_predict_file_flags_uncertain_files():
     assert flagged.needs_review and flagged.uncertainty == pytest.approx(flagged.entropy)
     by_margin = predict_file(unsure, HEAD, PostprocessConfig(review_metric="margin", review_threshold=0.9))
     assert by_margin.uncertainty == pytest.approx(1 - by_margin.margin) and by_margin.needs_review
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_a_file_and_its_segments_are_the_distributions_of_their_mean_scores(activation):
+    rng = np.random.default_rng(1)
+    tagger = OutputHead([f"t{i}" for i in range(6)], HeadConfig(activation, {"A": ("t0", "t1"), "B": ("t2", "t5")}))
+    logits = rng.normal(size=(5, 6)) * 3
+    scores = tagger.scores(logits)
+    by_hand = [tagger.genre_distribution(scores[a:b].mean(axis=0, keepdims=True))[0] for a, b in ((0, 3), (3, 5))]
+    np.testing.assert_allclose(tagger.group_distribution(scores, [3, 2]), by_hand, rtol=1e-5)
+    post = PostprocessConfig(top_k=2)
+    prediction = predict_file(logits, tagger, post, segment_windows=[3, 2])
+    whole = tagger.genre_distribution(scores.mean(axis=0, keepdims=True))[0]
+    np.testing.assert_allclose(prediction.probabilities, whole, rtol=1e-5)
+    assert prediction.segment_genres == [tagger.genres[int(np.argmax(p))] for p in by_hand]
