@@ -25,6 +25,7 @@ from safetensors.torch import save as save_safetensors
 from acousticsense.config import FeatureConfig, HeadConfig, PostprocessConfig, config_from_dict
 from acousticsense.errors import BundleError, ConfigError
 from acousticsense.models import ModelConfig, build_model, model_config_from_dict, model_config_to_dict
+from acousticsense.options import OVERRIDES, check_overrides
 from acousticsense.postprocess import OutputHead
 from acousticsense.storage import filesystem, join_uri
 
@@ -136,25 +137,22 @@ class ModelBundle:
         return dataclasses.replace(self, postprocess=dataclasses.replace(self.postprocess, **changes))
 
     def with_overrides(self, **changes: Any) -> ModelBundle:
-        """A copy with feature and postprocessing fields replaced by name; ``None`` values are ignored.
+        """A copy with per-run overrides applied by name; ``None`` values keep the bundle's.
 
         Batch jobs and the service apply their options through this one method, so the same options
-        always give the same features and predictions.
+        always give the same features and predictions. The names are the fields declared ``per_run`` in
+        ``acousticsense.config`` (``acousticsense.options.OVERRIDES``); other fields are the bundle's own
+        (``with_postprocess`` replaces a postprocessing field such as a fitted temperature).
 
         Raises:
-            ConfigError: a name that is neither a feature nor a postprocessing field, or a bad value.
+            ConfigError: a name that is not a per-run override, or a bad value.
         """
-        given = {k: v for k, v in changes.items() if v is not None}
-        feature_fields = {f.name for f in dataclasses.fields(FeatureConfig)}
-        post_fields = {f.name for f in dataclasses.fields(PostprocessConfig)}
-        unknown = sorted(set(given) - feature_fields - post_fields)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown}: not a feature or postprocessing field")
+        given = check_overrides(changes)
         bundle = self
-        feature_changes = {k: v for k, v in given.items() if k in feature_fields}
+        feature_changes = {k: v for k, v in given.items() if OVERRIDES[k].config is FeatureConfig}
         if feature_changes:
             bundle = dataclasses.replace(bundle, features=dataclasses.replace(bundle.features, **feature_changes))
-        post_changes = {k: v for k, v in given.items() if k in post_fields}
+        post_changes = {k: v for k, v in given.items() if OVERRIDES[k].config is PostprocessConfig}
         return bundle.with_postprocess(**post_changes) if post_changes else bundle
 
     def manifest(self) -> dict[str, Any]:

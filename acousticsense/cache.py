@@ -18,11 +18,16 @@ from typing import Any
 import numpy as np
 
 from acousticsense.extract import FeaturizedAudio
+from acousticsense.record import AUDIO, FileRecord, record_fields
 from acousticsense.storage import filesystem, join_uri
 
 __all__ = ["SpectrogramCache", "content_fingerprint"]
 
 _BLOCK = 64 * 1024
+# What an entry keeps: every fact the featurizer learns (the record's AUDIO fields, by the record's names)
+# except the stage seconds, which belong to the run that spent them.
+_NOT_RUN = {"read_s": None, "decode_s": 0.0, "resample_s": 0.0, "features_s": 0.0}
+_CACHED = tuple(f.name for f in record_fields(AUDIO) if f.name not in _NOT_RUN)
 
 
 def content_fingerprint(uri: str, storage_options: Mapping[str, Any] | None = None) -> str:
@@ -62,31 +67,36 @@ class SpectrogramCache:
         return join_uri(self.root, key[:2], f"{key}.npz")
 
     def get(self, key: str) -> FeaturizedAudio | None:
-        """The cached entry, or ``None`` on a miss (an unreadable entry counts as a miss)."""
+        """The cached entry, or ``None`` on a miss.
+
+        An unreadable entry counts as a miss, and so does one written before the record gained a field
+        (it lacks a fact a row needs; recomputing it rewrites the entry). The stage seconds of a hit are 0:
+        nothing was decoded or featurized for it in this run.
+        """
         path = self._path(key)
         try:
             with self.fs.open(path, "rb") as f:
                 data = np.load(io.BytesIO(f.read()), allow_pickle=False)
                 meta = json.loads(str(data["meta"]))
-                weights = meta.pop("class_weights", None)
-                return FeaturizedAudio(
-                    windows=data["windows"],
-                    class_weights=None if weights is None else np.asarray(weights, np.float32),
-                    **meta,
-                )
+                windows = data["windows"]
         except (FileNotFoundError, KeyError, ValueError, OSError):
             return None
+        facts = meta.get("record", {})
+        if set(facts) != set(_CACHED):
+            return None
+        weights = meta.get("class_weights")
+        return FeaturizedAudio(
+            windows=windows,
+            record=FileRecord(**facts, **_NOT_RUN),
+            segment_windows=list(meta.get("segment_windows", [])),
+            class_weights=None if weights is None else np.asarray(weights, np.float32),
+        )
 
     def put(self, key: str, audio: FeaturizedAudio) -> None:
         """Store an entry; written whole and renamed into place where the store allows."""
         meta = {
-            "duration_s": audio.duration_s,
-            "sample_rate_hz": audio.sample_rate_hz,
-            "channels": audio.channels,
-            "offset_s": audio.offset_s,
-            "excerpt_s": audio.excerpt_s,
+            "record": {name: getattr(audio.record, name) for name in _CACHED},
             "segment_windows": list(audio.segment_windows),
-            "timings_s": {},
             "class_weights": None if audio.class_weights is None else audio.class_weights.tolist(),
         }
         buffer = io.BytesIO()

@@ -9,17 +9,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from acousticsense.errors import ConfigError
 
 __all__ = [
     "GENRES",
+    "PER_RUN",
     "FeatureConfig",
     "HeadConfig",
+    "PerRun",
     "PostprocessConfig",
     "config_from_dict",
+    "per_run",
 ]
 
 # Label order used by the reference article (SEED-NOTES.md).
@@ -46,6 +49,33 @@ ExcerptPolicy = Literal["middle", "start"]
 Enhancement = Literal["none", "denoise", "compress", "both"]
 FrontEnd = Literal["log_mel_db", "log_compressed_mel", "kaldi_fbank"]
 Activation = Literal["softmax", "sigmoid"]
+
+# The metadata key of a per-run override (see per_run).
+PER_RUN = "per_run"
+
+
+@dataclass(frozen=True)
+class PerRun:
+    """What a per-run override adds to its field: the one help text and the bounds checked before any bundle is read.
+
+    The bounds are the field's own (its config's ``__post_init__`` checks them again, with the bundle's other
+    fields), stated here so that a batch flag or a service argument fails before a bundle is loaded.
+    """
+
+    help: str
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+
+
+def per_run(help: str, *, gt: float | None = None, ge: float | None = None, le: float | None = None) -> dict[str, Any]:
+    """Field metadata that makes a config field a per-run override.
+
+    One marker here is the whole declaration: ``acousticsense.options`` reads it, and from it the batch job's flags
+    (``--name`` / ``--no-name``), the service's ``AppArgs`` fields and ``ModelBundle.with_overrides`` take their
+    names, types, choices, bounds and help.
+    """
+    return {PER_RUN: PerRun(help, gt=gt, ge=ge, le=le)}
 
 
 @dataclass(frozen=True)
@@ -80,11 +110,13 @@ class FeatureConfig:
     front_end: FrontEnd = "log_mel_db"
     compression_gain: float = 10000.0  # log_compressed_mel only
     window_frames: int = 224
-    excerpt_s: float = 30.0
-    excerpt_policy: ExcerptPolicy = "middle"
-    segments: int = 1
-    enhance: Enhancement = "none"
-    rules: bool = False
+    excerpt_s: float = field(default=30.0, metadata=per_run("seconds analysed per file", gt=0))
+    excerpt_policy: ExcerptPolicy = field(default="middle", metadata=per_run("where the excerpt sits in the track"))
+    segments: int = field(default=1, metadata=per_run("excerpts spread over each track", ge=1))
+    enhance: Enhancement = field(
+        default="none", metadata=per_run("spectral subtraction and/or dynamic range compression")
+    )
+    rules: bool = field(default=False, metadata=per_run("reweight genres by tempo, low end and vocals (heuristics)"))
     min_duration_s: float = 1.0
     amin: float = 1e-10
     norm_mean: float = -40.0
@@ -155,10 +187,14 @@ class PostprocessConfig:
     """How window logits become one prediction per file."""
 
     temperature: float = 1.0
-    top_k: int = 5
-    review_threshold: float = 0.7
+    top_k: int = field(default=5, metadata=per_run("genres listed in top_k", ge=1))
+    review_threshold: float = field(
+        default=0.7, metadata=per_run("needs_review when the uncertainty exceeds this", ge=0.0, le=1.0)
+    )
     review_metric: Literal["entropy", "margin", "variation_ratio"] = "entropy"
-    aggregation: Literal["mean", "vote"] = "mean"
+    aggregation: Literal["mean", "vote"] = field(
+        default="mean", metadata=per_run("mean of the windows, or a vote of the segments")
+    )
 
     def __post_init__(self) -> None:
         check(self.temperature > 0, "temperature must be positive")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from acousticsense.config import FeatureConfig
 from acousticsense.enhance import compress_dynamic_range
 from acousticsense.errors import AcousticSenseError, ConfigError, StageError
 from acousticsense.features import FbankFrontEnd, LogMel, featurize, front_end
+from acousticsense.record import FileRecord, rms_dbfs
 
 __all__ = ["PreparedAudio", "FeaturizedAudio", "ExcerptFeaturizer", "segment_windows"]
 
@@ -25,19 +26,13 @@ class PreparedAudio:
 
     Attributes:
         segments: one float32 ``(samples,)`` array per analysed segment, at ``config.sample_rate_hz``.
-        duration_s / sample_rate_hz / channels: of the whole file, as its header says.
-        offset_s: where the first segment starts, seconds. excerpt_s: seconds analysed in all.
-        timings_s: seconds spent per stage (``decode``, ``resample``).
+        record: what is known about the file so far: its header facts, the analysed span, its loudness and
+            the ``decode_s`` / ``resample_s`` timings (:class:`~acousticsense.record.FileRecord`).
         class_weights: the rule layer's float32 ``(n_classes,)`` multipliers (``config.rules`` only).
     """
 
     segments: list[np.ndarray]
-    duration_s: float
-    sample_rate_hz: int
-    channels: int
-    offset_s: float
-    excerpt_s: float
-    timings_s: dict[str, float] = field(default_factory=dict)
+    record: FileRecord
     class_weights: np.ndarray | None = None
 
 
@@ -46,21 +41,17 @@ class FeaturizedAudio:
     """Model windows for one file and what was learned about it on the way.
 
     Attributes:
-        windows: float16 ``(n_windows, n_mels, window_frames)``, normalised log-mel, segments one after another.
+        windows: float16 ``(n_windows, n_mels, window_frames)``, normalised log-mel, segments one after another
+            (the payload; its count is ``record.windows``).
+        record: :class:`PreparedAudio`'s record plus ``windows`` and ``features_s``.
         segment_windows: windows per segment, in time order; they sum to ``n_windows``.
-        duration_s / sample_rate_hz / channels / offset_s / excerpt_s: as in :class:`PreparedAudio`.
-        timings_s: seconds spent per stage (``decode``, ``resample``, ``features``).
+        class_weights: the rule layer's ``(n_classes,)`` multipliers, when rules are on.
     """
 
     windows: np.ndarray
-    duration_s: float
-    sample_rate_hz: int
-    channels: int
-    offset_s: float
-    excerpt_s: float
+    record: FileRecord
     segment_windows: list[int] = field(default_factory=list)
-    timings_s: dict[str, float] = field(default_factory=dict)
-    class_weights: np.ndarray | None = None  # rule layer's (n_classes,) multipliers, when rules are on
+    class_weights: np.ndarray | None = None
 
 
 def segment_windows(
@@ -161,19 +152,21 @@ class ExcerptFeaturizer:
         info = decoded[0].info
         rate = self.config.sample_rate_hz
         monos = [resample(downmix(s.waveform), info.sample_rate_hz, rate) for s in decoded]
+        loudness = rms_dbfs(monos)  # of what the file holds, not of what enhancement made of it
         if self.config.enhance in ("compress", "both"):
             monos = [compress_dynamic_range(m, rate) for m in monos]
         t2 = time.perf_counter()
-        return PreparedAudio(
-            class_weights=self._class_weights(monos),
-            segments=monos,
+        record = FileRecord(
             duration_s=info.duration_s,
             sample_rate_hz=info.sample_rate_hz,
             channels=info.channels,
             offset_s=decoded[0].offset_s,
             excerpt_s=sum(s.duration_s for s in decoded),
-            timings_s={"decode": t1 - t0, "resample": t2 - t1},
+            rms_dbfs=loudness,
+            decode_s=t1 - t0,
+            resample_s=t2 - t1,
         )
+        return PreparedAudio(segments=monos, record=record, class_weights=self._class_weights(monos))
 
     def _class_weights(self, monos: list[np.ndarray]) -> np.ndarray | None:
         if not self.config.rules:
@@ -204,12 +197,7 @@ class ExcerptFeaturizer:
         windows, per_segment = segment_windows(prepared.segments, self.log_mel)
         return FeaturizedAudio(
             windows=windows,
-            duration_s=prepared.duration_s,
-            sample_rate_hz=prepared.sample_rate_hz,
-            channels=prepared.channels,
-            offset_s=prepared.offset_s,
-            excerpt_s=prepared.excerpt_s,
+            record=replace(prepared.record, windows=int(windows.shape[0]), features_s=time.perf_counter() - t0),
             segment_windows=per_segment,
-            timings_s={**prepared.timings_s, "features": time.perf_counter() - t0},
             class_weights=prepared.class_weights,
         )

@@ -28,7 +28,7 @@ t0 = time.perf_counter()
 result = featurize(sys.argv[1])
 seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"duration_s": result.duration_s, "windows": int(result.windows.shape[0]),
+print(json.dumps({"duration_s": result.record.duration_s, "windows": result.record.windows,
                   "ms": round(seconds * 1e3, 1), "peak_rss_mb": round(peak / 1024),
                   "growth_mb": round((peak - before) / 1024)}))
 """

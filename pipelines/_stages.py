@@ -18,6 +18,7 @@ import os
 import stat
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,17 @@ import numpy as np
 import pyarrow as pa
 
 from acousticsense.errors import AcousticSenseError
+from acousticsense.record import AUDIO, FileRecord
 from acousticsense.storage import is_remote, open_binary
 from pipelines._metrics import metrics, observe_stages
-from pipelines._schema import FEATURES_SCHEMA, OUTPUT_SCHEMA, PAYLOAD_FIELDS, WINDOW_LOGITS_FIELD
+from pipelines._schema import (
+    FEATURES_SCHEMA,
+    OUTPUT_SCHEMA,
+    PAYLOAD_FIELDS,
+    WINDOW_LOGITS_FIELD,
+    parquet_row,
+    record_of,
+)
 
 if TYPE_CHECKING:
     from acousticsense import ModelBundle
@@ -109,19 +118,9 @@ class FeaturizeFiles:
                 source.close()
         if key is not None and cached is None and isinstance(result, FeaturizedAudio):
             self._store(key, result)
-        timings = result.timings_s
-        row |= {
+        row |= parquet_row(replace(result.record, read_s=read_s), AUDIO) | {
             "status": "ok",
-            "duration_s": result.duration_s,
-            "offset_s": result.offset_s,
-            "excerpt_s": result.excerpt_s,
-            "sample_rate": result.sample_rate_hz,
-            "channels": result.channels,
             "cache_hit": cached is not None,
-            "read_s": read_s,
-            "decode_s": timings.get("decode", 0.0),
-            "resample_s": timings.get("resample", 0.0),
-            "features_s": timings.get("features", 0.0),
             "class_weights": None if result.class_weights is None else result.class_weights.tolist(),
         }
         if isinstance(result, PreparedAudio):
@@ -129,11 +128,7 @@ class FeaturizeFiles:
                 "waveform": b"".join(np.ascontiguousarray(w, dtype=np.float32).tobytes() for w in result.segments),
                 "segment_samples": [len(w) for w in result.segments],
             }
-        return row | {
-            "windows": result.windows.shape[0],
-            "features": result.windows.tobytes(),
-            "segment_windows": result.segment_windows,
-        }
+        return row | {"features": result.windows.tobytes(), "segment_windows": result.segment_windows}
 
     def _cached(self, path: str) -> tuple[str | None, FeaturizedAudio | None]:
         if self.cache is None:
@@ -229,21 +224,25 @@ class ClassifyWindows:
         segment_windows = columns["segment_windows"]
         ok: list[int] = []
         windows: list[np.ndarray] = []
+        records: list[FileRecord] = []
         for i, row in enumerate(rows):
             if row["status"] != "ok":
                 continue
+            record = record_of(row, AUDIO)
             if columns["features"][i] is not None:
                 file_windows = np.frombuffer(columns["features"][i], dtype=np.float16).reshape(-1, *self.window_shape)
             else:
                 try:
-                    file_windows, segment_windows[i] = self._featurize_here(
-                        columns["waveform"][i], columns["segment_samples"][i], row
+                    file_windows, segment_windows[i], features_s = self._featurize_here(
+                        columns["waveform"][i], columns["segment_samples"][i]
                     )
                 except StageError as e:
                     row.update(status="error", error=str(e), error_stage=e.stage)
                     continue
+                record = replace(record, windows=int(file_windows.shape[0]), features_s=features_s)
             ok.append(i)
             windows.append(file_windows)
+            records.append(record)
         on_gpu = self.predictor.device.type == "cuda"
         if on_gpu:
             torch.cuda.reset_peak_memory_stats(self.predictor.device)
@@ -254,10 +253,11 @@ class ClassifyWindows:
             metrics()["gpu_peak_memory"].set(torch.cuda.max_memory_allocated(self.predictor.device))
         now = datetime.now(timezone.utc)
         head = self.bundle.output_head
-        for i, file_logits in zip(ok, logits):
+        for i, record, file_logits in zip(ok, records, logits):
             row = rows[i]
             if isinstance(file_logits, Exception):
-                row.update(status="error", error=f"inference failed: {file_logits}", error_stage="inference")
+                failed = {"status": "error", "error": f"inference failed: {file_logits}", "error_stage": "inference"}
+                row.update(parquet_row(record) | failed)
                 continue
             weights = columns["class_weights"][i]
             prediction = predict_file(
@@ -267,21 +267,13 @@ class ClassifyWindows:
                 segment_windows[i],
                 None if weights is None else np.asarray(weights, np.float32),
             )
-            row.update(
-                top_genre=prediction.top_genre,
-                confidence=prediction.confidence,
-                top_k=prediction.top_k,
-                probabilities=prediction.probabilities.tolist(),
-                uncertainty=prediction.uncertainty,
-                entropy=prediction.entropy,
-                margin=prediction.margin,
-                variation_ratio=prediction.variation_ratio,
-                needs_review=prediction.needs_review,
-                segments=len(prediction.segment_genres),
-                segment_genres=prediction.segment_genres,
-                tags=prediction.tags,
-                inference_s=seconds_per_window * row["windows"],
+            record = record.predicted(
+                prediction,
+                model_version=self.bundle.version,
+                feature_hash=self.feature_hash,
+                inference_s=seconds_per_window * record.windows,
             )
+            row.update(parquet_row(record))
             if "window_logits" in self.schema.names:
                 row["window_logits"] = file_logits.tolist()
         for row in rows:
@@ -302,8 +294,12 @@ class ClassifyWindows:
                 m["windows"].inc(row["windows"])
                 observe_stages({"inference": row["inference_s"]})
 
-    def _featurize_here(self, waveform: bytes, samples: list[int], row: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
-        """STFT + mel on this actor's device for a file whose CPU stage stopped after resampling."""
+    def _featurize_here(self, waveform: bytes, samples: list[int]) -> tuple[np.ndarray, list[int], float]:
+        """STFT + mel on this actor's device for a file whose CPU stage stopped after resampling.
+
+        Returns:
+            the file's windows, the windows per segment, and the seconds it took (the file's ``features_s``).
+        """
         import torch
 
         from acousticsense.extract import segment_windows
@@ -312,8 +308,7 @@ class ClassifyWindows:
         mono = torch.from_numpy(np.frombuffer(waveform, dtype=np.float32).copy())
         segments = list(torch.split(mono, samples))
         file_windows, per_segment = segment_windows(segments, self.log_mel)
-        row.update(windows=file_windows.shape[0], features_s=time.perf_counter() - t0)
-        return file_windows, per_segment
+        return file_windows, per_segment, time.perf_counter() - t0
 
 
 class FeaturizeAndClassify:

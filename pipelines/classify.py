@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
 
-from acousticsense.errors import AcousticSenseError
+from acousticsense.errors import AcousticSenseError, ConfigError
+from acousticsense.options import DEVICES, OVERRIDES, PRECISIONS, Device, Override, Precision, check_overrides
 from acousticsense.storage import check_writable, filesystem, is_remote, join_uri, list_files, reaching
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
@@ -47,15 +48,45 @@ __all__ = ["JobOptions", "run_classification", "main"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class JobOptions:
-    """Everything one classification job needs; the CLI maps its flags onto this."""
+def _override_fields(overrides: Mapping[str, Override] = OVERRIDES) -> type:
+    """A frozen dataclass with one keyword-only field per declared override (``acousticsense.options.OVERRIDES``).
+
+    ``JobOptions`` inherits it, so ``JobOptions(..., segments=3)``, ``options.segments`` and
+    ``dataclasses.replace(options, enhance="both")`` work for every override without a line here per override.
+    """
+    fields = [(o.name, o.annotation | None, field(default=None)) for o in overrides.values()]
+    namespace = {"__module__": __name__, "__doc__": "The bundle's per-run overrides; None: the bundle's value."}
+    return make_dataclass("_Overrides", fields, frozen=True, kw_only=True, namespace=namespace)
+
+
+_Overrides = _override_fields()
+
+# Options that count something: None (where allowed) derives the count from the cluster or a default.
+_COUNTS = (
+    "cpu_actors",
+    "accelerator_actors",
+    "files_per_batch",
+    "inference_files_per_batch",
+    "max_batch_windows",
+    "files_per_shard",
+)
+
+
+@dataclass(frozen=True)
+class JobOptions(_Overrides):
+    """Everything one classification job needs; the CLI maps its flags onto this.
+
+    Besides the fields below it has one keyword field per per-run override of the bundle's config
+    (``excerpt_s``, ``segments``, ``enhance``, ``rules``, … : ``acousticsense.options.OVERRIDES``), ``None`` keeping
+    the bundle's value. Immutable, and checked whole when built: a bad value or combination raises
+    ``ConfigError`` before any bundle is read, any input listed or Ray started.
+    """
 
     inputs: list[str]
     output: str
     model: str | None = None
     # repr=False: may hold credentials (key/secret/token); a JobOptions repr must be safe to log.
-    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     extensions: frozenset[str] | None = None
     cpu_actors: int | None = None  # None: derived from the cluster
     accelerator_actors: int | None = None
@@ -63,17 +94,9 @@ class JobOptions:
     inference_files_per_batch: int | None = None  # None: 64 (GPU stage; CPU-only jobs use files_per_batch)
     max_batch_windows: int | None = None  # None: 512 with GPUs, 4 on CPU (_CPU_BATCH_WINDOWS)
     files_per_shard: int | None = None  # None: the inference batch with GPUs, 64 on CPU
-    device: str = "auto"
-    precision: str = "auto"
+    device: Device = "auto"
+    precision: Precision = "auto"
     compile: bool = False
-    excerpt_s: float | None = None
-    excerpt_policy: str | None = None
-    segments: int | None = None
-    aggregation: str | None = None
-    enhance: str | None = None
-    rules: bool | None = None
-    top_k: int | None = None
-    review_threshold: float | None = None
     overwrite: bool = False
     resume: bool = False
     keep_window_logits: bool = False  # evaluation only: adds a window_logits column
@@ -82,40 +105,86 @@ class JobOptions:
     writer_actors: int | None = None  # None: derived from the CPU pool (_writer_actors); 0: the driver writes
 
     def __post_init__(self) -> None:
+        """The one place job options are checked: everything that needs neither the bundle nor the inputs.
+
+        Raises:
+            ConfigError: a value of the wrong type or out of range, or options that contradict each other.
+        """
+        _check_places(self)
+        _check_counts(self)
+        if self.device not in DEVICES or self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"device must be one of {', '.join(DEVICES)} and precision one of {', '.join(PRECISIONS)}; "
+                f"got {self.device!r}, {self.precision!r}"
+            )
         if self.features_on == "gpu":
-            self.features_on = "accelerator"
+            object.__setattr__(self, "features_on", "accelerator")  # the alias, settled once
         if self.features_on not in ("cpu", "accelerator"):
-            raise ValueError(f"features_on must be 'cpu', 'accelerator' or 'gpu', got {self.features_on!r}")
+            raise ConfigError(f"features_on must be 'cpu', 'accelerator' or 'gpu', got {self.features_on!r}")
         if self.cache and self.features_on == "accelerator":
             # The cache stores windows made on the CPU actors; with this placement they are made later.
-            raise ValueError("--cache needs --features-on cpu: the cache stores windows made by the CPU actors")
+            raise ConfigError("--cache needs --features-on cpu: the cache stores windows made by the CPU actors")
+        if self.overwrite and self.resume:
+            raise ConfigError("--overwrite and --resume contradict each other: choose one")
+        for name, value in check_overrides(self.overrides()).items():
+            object.__setattr__(self, name, value)  # the declared type: an int excerpt_s becomes a float
 
     def overrides(self) -> dict[str, Any]:
-        return {
-            "excerpt_s": self.excerpt_s,
-            "excerpt_policy": self.excerpt_policy,
-            "segments": self.segments,
-            "aggregation": self.aggregation,
-            "enhance": self.enhance,
-            "rules": self.rules,
-            "top_k": self.top_k,
-            "review_threshold": self.review_threshold,
-        }
+        """The per-run overrides by name (``None``: the bundle's value), as ``ModelBundle.with_overrides`` takes
+        them: the only way the stages get them."""
+        return {name: getattr(self, name) for name in OVERRIDES}
+
+
+def _check_places(options: JobOptions) -> None:
+    """Inputs, output and storage options of the right shape (a bare string would be listed letter by letter)."""
+    if not isinstance(options.inputs, (list, tuple)) or not all(isinstance(uri, str) for uri in options.inputs):
+        raise ConfigError(f"inputs must be a list of folders / URIs, got {options.inputs!r}")
+    if not isinstance(options.output, str):
+        raise ConfigError(f"output must be a folder / URI, got {options.output!r}")
+    if not isinstance(options.storage_options, Mapping):
+        raise ConfigError(f"storage_options must be a mapping of fsspec options, got {type(options.storage_options)}")
+    if isinstance(options.extensions, str):
+        raise ConfigError(f"extensions must be a set of extensions, got the string {options.extensions!r}")
+
+
+def _check_counts(options: JobOptions) -> None:
+    """Every count at least 1 (``writer_actors`` at least 0: the driver writes); ``None`` where a default exists."""
+    for name in _COUNTS:
+        value = getattr(options, name)
+        if value is None and name != "files_per_batch":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    writers = options.writer_actors
+    if writers is not None and (not isinstance(writers, int) or isinstance(writers, bool) or writers < 0):
+        raise ConfigError(f"writer_actors must be an integer >= 0, got {writers!r}")
 
 
 @dataclass(frozen=True)
 class _Plan:
-    fused: bool  # no accelerator: one pool featurizes and classifies
+    """What the cluster's resources decide for one job; the rest follows from ``fused`` where it is used.
+
+    ``accelerator_actors == 0``: no accelerator, one CPU pool featurizes and classifies (``fused``). Otherwise each
+    inference actor holds one GPU and no CPU (see ``plan_resources``).
+    """
+
     cpu_actors: int
     cpus_per_featurize_actor: float
     accelerator_actors: int
-    gpus_per_actor: float
-    cpus_per_accelerator_actor: float
     inference_files_per_batch: int
     max_batch_windows: int
     files_per_shard: int
     device: str
-    writer_actors: int = 0  # 0: the driver writes the shards (see _writer_actors)
+    writer_actors: int  # 0: the driver writes the shards (see _writer_actors)
+
+    @property
+    def fused(self) -> bool:
+        return self.accelerator_actors == 0
+
+    @property
+    def gpus_per_actor(self) -> float:
+        """GPUs per inference actor: one, or none in a fused pool."""
+        return 0.0 if self.fused else 1.0
 
 
 # Windows per forward pass on CPU. On one thread musicnn costs 73-76 ms a window in batches of 1 to 4 and
@@ -148,12 +217,9 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         # the GPU actor from being placed there. The actor still resolves 'auto' itself, so a node that
         # advertises a GPU without CUDA (or a test's fake GPU) runs on its CPU instead of failing.
         return _Plan(
-            fused=False,
             cpu_actors=options.cpu_actors or cpus,
             cpus_per_featurize_actor=1.0,
             accelerator_actors=options.accelerator_actors or gpus,
-            gpus_per_actor=1.0,
-            cpus_per_accelerator_actor=0.0,
             inference_files_per_batch=options.inference_files_per_batch or 64,
             max_batch_windows=options.max_batch_windows or 512,
             files_per_shard=options.files_per_shard or options.inference_files_per_batch or 64,
@@ -168,12 +234,9 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         logger.warning("no GPUs: inference runs inside the CPU actors, so %s do(es) not apply", ", ".join(ignored))
     cpu_actors = options.cpu_actors or cpus
     return _Plan(
-        fused=True,
         cpu_actors=cpu_actors,
         cpus_per_featurize_actor=cpus / cpu_actors,
         accelerator_actors=0,
-        gpus_per_actor=0.0,
-        cpus_per_accelerator_actor=0.0,
         inference_files_per_batch=options.files_per_batch,
         max_batch_windows=options.max_batch_windows or _CPU_BATCH_WINDOWS,
         files_per_shard=options.files_per_shard or 64,
@@ -309,9 +372,7 @@ def _pool(actors: int, batches: int) -> ActorPoolStrategy:
     measured, a third of a fast model's 4-file batch) and whose start-up imbalance the job's length absorbs.
     """
     one_at_a_time = batches <= _FEW_BATCHES_PER_ACTOR * actors
-    return ActorPoolStrategy(
-        min_size=actors, max_size=actors, max_tasks_in_flight_per_actor=1 if one_at_a_time else None
-    )
+    return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1 if one_at_a_time else None)
 
 
 def _stream(
@@ -362,12 +423,13 @@ def _stream(
         ds = ds.map_batches(
             ClassifyWindows,
             fn_constructor_args=stage_args,
-            fn_constructor_kwargs=classify_kwargs | dict(torch_threads=max(1, int(plan.cpus_per_accelerator_actor))),
+            # No CPU reserved (see plan_resources): one torch thread, the GPU does the work.
+            fn_constructor_kwargs=classify_kwargs | dict(torch_threads=1),
             batch_size=plan.inference_files_per_batch,
             batch_format="pyarrow",
             compute=_pool(accelerator_pool, inference_batches),
-            num_cpus=plan.cpus_per_accelerator_actor,
-            num_gpus=plan.gpus_per_actor or None,
+            num_cpus=0,
+            num_gpus=plan.gpus_per_actor,
         )
     writers = _writers(options, cpu_pool)
     if not writers:
@@ -388,7 +450,7 @@ def _stream(
         fn_constructor_args=(options.output, options.storage_options),
         batch_size=plan.files_per_shard,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=writers, max_size=writers),
+        compute=ActorPoolStrategy(size=writers),
         num_cpus=0,
     )
     return list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
@@ -419,9 +481,8 @@ def completed_paths(output: str, storage_options: Mapping[str, Any], model_versi
 
 
 def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: bool, resume: bool) -> None:
-    """Refuse to mix a new run's rows with an old run's, unless asked to replace them or to resume."""
-    if overwrite and resume:
-        raise ValueError("--overwrite and --resume contradict each other: choose one")
+    """Refuse to mix a new run's rows with an old run's, unless asked to replace them or to resume (not both:
+    ``JobOptions`` refuses that)."""
     fs, root = filesystem(output, storage_options)
     existing = fs.glob(join_uri(root, "part-*.parquet")) if fs.exists(root) else []
     if resume:
@@ -502,8 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="rows per Parquet shard, the unit --resume keeps (default: the GPU inference batch, 64)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument(
         "--features-on",
         default="cpu",
@@ -513,20 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", metavar="URI", help="spectrogram cache (folder or URI): unchanged files skip features")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs, long jobs)")
-    p.add_argument("--excerpt-s", type=float, help="seconds analysed per file (default: the bundle's, 30)")
-    p.add_argument("--excerpt-policy", choices=["middle", "start"], help="where the excerpt sits (default middle)")
-    p.add_argument("--segments", type=int, help="excerpts spread over each track (default: the bundle's, 1)")
-    p.add_argument("--aggregation", choices=["mean", "vote"], help="mean of windows, or a vote of segments")
-    p.add_argument(
-        "--enhance",
-        choices=["none", "denoise", "compress", "both"],
-        help="spectral subtraction and/or dynamic range compression (default: the bundle's, none)",
-    )
-    p.add_argument(
-        "--rules", action="store_true", default=None, help="reweight classes by tempo/low end/vocals (heuristics)"
-    )
-    p.add_argument("--top-k", type=int, help="genres listed in top_k (default 5)")
-    p.add_argument("--review-threshold", type=float, help="needs_review when uncertainty exceeds this (default 0.7)")
+    _add_override_flags(p.add_argument_group("overrides of the bundle's config (the service's args of the same names)"))
     p.add_argument("--overwrite", action="store_true", help="replace predictions already under --output")
     p.add_argument(
         "--resume",
@@ -543,23 +591,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_override_flags(group: argparse._ArgumentGroup, overrides: Mapping[str, Override] = OVERRIDES) -> None:
+    """One flag per declared override (``acousticsense.options.OVERRIDES``); ``--x/--no-x`` for a switch.
+
+    Every default is ``None``: an absent flag keeps the bundle's value, whatever the bundle holds.
+    """
+    for o in overrides.values():
+        if o.kind is bool:
+            group.add_argument(o.flag, action=argparse.BooleanOptionalAction, default=None, help=o.help)
+        else:
+            metavar = None if o.choices else {int: "N", float: "X"}.get(o.kind, "TEXT")
+            group.add_argument(o.flag, type=o.kind, choices=o.choices, default=None, metavar=metavar, help=o.help)
+
+
 def options_from_args(args: argparse.Namespace) -> JobOptions:
+    """The parsed flags as ``JobOptions``, which checks them.
+
+    Raises:
+        ConfigError: a bad value or combination (``main`` prints it as ``error: …``, exit status 2).
+    """
     extensions = None
     if args.extensions:
         extensions = frozenset(e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip())
-    for name in (
-        "cpu_actors",
-        "accelerator_actors",
-        "files_per_batch",
-        "inference_files_per_batch",
-        "max_batch_windows",
-        "files_per_shard",
-        "top_k",
-        "segments",
-    ):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     return JobOptions(
         inputs=args.inputs,
         output=args.output,
@@ -575,18 +628,11 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         device=args.device,
         precision=args.precision,
         compile=args.compile,
-        excerpt_s=args.excerpt_s,
-        excerpt_policy=args.excerpt_policy,
-        segments=args.segments,
-        aggregation=args.aggregation,
-        enhance=args.enhance,
-        rules=args.rules,
-        top_k=args.top_k,
-        review_threshold=args.review_threshold,
         overwrite=args.overwrite,
         resume=args.resume,
         features_on=args.features_on,
         cache=args.cache,
+        **{name: getattr(args, name) for name in OVERRIDES},
     )
 
 

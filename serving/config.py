@@ -6,24 +6,43 @@ The arguments are a pydantic model, validated when the application is built, so 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, create_model
 
 from acousticsense import ModelBundle, load_bundle
+from acousticsense.options import OVERRIDES, Device, Override, Precision
 
 __all__ = ["AppArgs", "load_service_bundle", "parse_args"]
 
+# extra="forbid": a typo in the Serve config fails the deploy; frozen: the replicas share one args object.
+_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
-class AppArgs(BaseModel):
+
+def _override_fields(overrides: Mapping[str, Override] = OVERRIDES) -> type[BaseModel]:
+    """One optional field per declared override (``acousticsense.options.OVERRIDES``), ``None``: the bundle's value.
+
+    Type, choices, bounds and description come from the declaration, so the service takes exactly the batch job's
+    overrides (``python -m pipelines.classify --segments 3`` is ``segments: 3`` here) and refuses the same values.
+    """
+    fields: dict[str, Any] = {
+        o.name: (o.annotation | None, Field(default=None, description=o.help, gt=o.spec.gt, ge=o.spec.ge, le=o.spec.le))
+        for o in overrides.values()
+    }
+    return create_model("_Overrides", __config__=_CONFIG, __module__=__name__, **fields)
+
+
+class AppArgs(_override_fields()):  # type: ignore[misc]  # a base built from the declaration
     """Arguments of :func:`serving.app.build_app`; every field has a default that runs on a laptop.
 
-    The feature / postprocess overrides mean exactly what the batch job's flags of the same names
-    mean (``python -m pipelines.classify --excerpt-s ...``): give both the same values and they
-    compute the same predictions.
+    Besides the fields below it has one field per per-run override of the bundle's config (``excerpt_s``,
+    ``segments``, ``enhance``, ``rules``, …: ``acousticsense.options.OVERRIDES``), which mean exactly what the
+    batch job's flags of the same names mean (``python -m pipelines.classify --excerpt-s ...``): give both the same
+    values and they compute the same predictions.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     bundle_uri: str | None = Field(
         default=None,
@@ -48,19 +67,10 @@ class AppArgs(BaseModel):
     max_batch_size: PositiveInt = Field(default=16, description="files per dynamic batch (@serve.batch)")
     batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, description="longest wait to fill a batch")
     max_batch_windows: PositiveInt = Field(default=128, description="windows per forward pass")
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    device: Device = "auto"
+    precision: Precision = "auto"
     compile: bool = False
     torch_threads: PositiveInt = Field(default=1, description="intra-op threads of a model replica on CPU")
-    # the batch job's overrides (None: the bundle's value)
-    excerpt_s: PositiveFloat | None = None
-    excerpt_policy: Literal["middle", "start"] | None = None
-    segments: PositiveInt | None = None
-    enhance: Literal["none", "denoise", "compress", "both"] | None = None
-    rules: bool | None = None
-    aggregation: Literal["mean", "vote"] | None = None
-    top_k: PositiveInt | None = None
-    review_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # extra Serve deployment options applied in code (the config file's `deployments:` wins over these)
     ingress_options: dict[str, Any] = Field(default_factory=dict)
     model_options: dict[str, Any] = Field(default_factory=dict)
@@ -70,17 +80,8 @@ class AppArgs(BaseModel):
         return int(self.max_body_mb * 2**20)
 
     def overrides(self) -> dict[str, Any]:
-        """The overrides in the batch job's shape (``JobOptions.overrides()``)."""
-        return {
-            "excerpt_s": self.excerpt_s,
-            "excerpt_policy": self.excerpt_policy,
-            "segments": self.segments,
-            "enhance": self.enhance,
-            "rules": self.rules,
-            "aggregation": self.aggregation,
-            "top_k": self.top_k,
-            "review_threshold": self.review_threshold,
-        }
+        """The overrides by name (``None``: the bundle's value), as the batch job's ``JobOptions.overrides()``."""
+        return {name: getattr(self, name) for name in OVERRIDES}
 
 
 def load_service_bundle(args: AppArgs) -> ModelBundle:

@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -49,7 +50,7 @@ from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, 
 from serving.config import parse_args
 from serving.errors import ApiError, install_error_handlers, stage_error
 from serving.model import ModelResult
-from serving.schemas import BatchResponse, Classification, ErrorBody, Health, ModelInfo
+from serving.schemas import BatchResponse, Classification, ErrorBody, Health, ModelInfo, response_fields
 
 __all__ = ["ClassifierIngress", "SPECTROGRAM_MAX_COLUMNS", "api", "page_headers", "spectrogram_body", "stitch_windows"]
 
@@ -190,7 +191,7 @@ def spectrogram_body(
     ``max_columns`` columns), and the values are quantised to 256 levels between their min and max.
 
     Args:
-        features: the featurized file (``windows``, ``segment_windows``, ``duration_s``).
+        features: the featurized file (``windows``, ``segment_windows``, ``record.duration_s``).
         frames_per_segment: spectrogram frames of each analysed segment.
         config: the feature config the windows were computed with.
         max_columns: most columns in the picture.
@@ -211,9 +212,10 @@ def spectrogram_body(
     low, high = float(matrix.min()), float(matrix.max())
     scale = 255.0 / (high - low) if high > low else 0.0
     quantised = np.rint((matrix - low) * scale).astype(np.uint8)
-    spans = choose_segments(features.duration_s, config.excerpt_s, config.segments, config.excerpt_policy)
+    facts = features.record
+    spans = choose_segments(facts.duration_s, config.excerpt_s, config.segments, config.excerpt_policy)
     if len(spans) != len(parts):  # cannot happen for the featurizer's own output; keep the picture anyway
-        spans = [(features.offset_s, features.excerpt_s / len(parts))] * len(parts)
+        spans = [(facts.offset_s, facts.excerpt_s / len(parts))] * len(parts)
     return {
         "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
         "data": base64.b64encode(np.ascontiguousarray(quantised).tobytes()).decode("ascii"),
@@ -234,8 +236,9 @@ def spectrogram_body(
 
 def _featurize_with_spectrogram(
     featurizer: ExcerptFeaturizer, source: io.BytesIO, max_columns: int
-) -> tuple[FeaturizedAudio, dict[str, Any]]:
-    """What ``featurizer(source)`` computes (the same windows, for the model), plus :func:`spectrogram_body`.
+) -> tuple[FeaturizedAudio, dict[str, Any], float]:
+    """What ``featurizer(source)`` computes (the same windows, for the model), plus :func:`spectrogram_body`
+    and the seconds the picture took (the request's ``timings_ms.spectrogram``).
 
     ``ExcerptFeaturizer.__call__`` in its two public steps (``prepare``, ``windows_of``), so that each segment's
     length (which fixes how much the last window overlaps the one before it) is still known when the windows
@@ -246,8 +249,7 @@ def _featurize_with_spectrogram(
     t1 = time.perf_counter()
     frames = [n_frames(segment.shape[-1], featurizer.config) for segment in prepared.segments]
     picture = spectrogram_body(features, frames, featurizer.config, max_columns)
-    features.timings_s["spectrogram"] = time.perf_counter() - t1
-    return features, picture
+    return features, picture, time.perf_counter() - t1
 
 
 def _csp_hash(text: str) -> str:
@@ -349,16 +351,18 @@ class ClassifierIngress:
         else:
             raise _unsupported(media, f"{RAW_AUDIO_TYPES} (raw bytes) or multipart/form-data (field 'file')")
         read_s = time.perf_counter() - started
+        picture: dict[str, Any] | None = None
         if spectrogram:
-            features, picture = await self._in_pool(self._with_spectrogram, data)
+            features, picture, spectrogram_s = await self._in_pool(self._with_spectrogram, data)
         else:
-            features, picture = await self._featurize(data), None
+            features = await self._featurize(data)
         model_started = time.perf_counter()
         result = await self._call_model("classify", features)
         model_s = time.perf_counter() - model_started
-        body = self._classification(features, result, top_k, read_s, model_s, started)
+        body = self._classification(result, top_k, read_s, model_s, started)
         if picture is not None:
             body["spectrogram"] = picture
+            body["timings_ms"]["spectrogram"] = round(1e3 * spectrogram_s, 3)
         return body
 
     @api.post(
@@ -402,7 +406,7 @@ class ClassifierIngress:
             elif isinstance(by_index[i], str):
                 items.append(_file_error(part.filename, "inference_failed", by_index[i]))
             else:
-                body = self._classification(outcome, by_index[i], top_k, read_s, model_s, started)
+                body = self._classification(by_index[i], top_k, read_s, model_s, started)
                 items.append({"filename": part.filename, "status": "ok", **body})
         ok = sum(item["status"] == "ok" for item in items)
         timings = {"read": read_s, "model": model_s, "total": time.perf_counter() - started}
@@ -457,7 +461,7 @@ class ClassifierIngress:
         """The batch job's CPU stage on a thread of the pool (the event loop keeps serving)."""
         return await self._in_pool(self.featurize, data)
 
-    def _with_spectrogram(self, source: io.BytesIO) -> tuple[FeaturizedAudio, dict[str, Any]]:
+    def _with_spectrogram(self, source: io.BytesIO) -> tuple[FeaturizedAudio, dict[str, Any], float]:
         return _featurize_with_spectrogram(self.featurize, source, SPECTROGRAM_MAX_COLUMNS)
 
     async def _in_pool(self, work: Callable[[io.BytesIO], Any], data: bytes) -> Any:
@@ -490,52 +494,32 @@ class ClassifierIngress:
         except (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError) as e:
             raise ApiError(503, "model_unavailable", f"no model replica could take the request: {e}", retry) from e
         for one in result if isinstance(result, list) else [result]:
-            if isinstance(one, ModelResult) and one.feature_hash != self.feature_hash:
+            if isinstance(one, ModelResult) and one.record.feature_hash != self.feature_hash:
+                served = one.record
                 raise ApiError(
                     503,
                     "model_mismatch",
-                    f"the model replicas serve features {one.feature_hash} (bundle {one.model_version}) but this "
+                    f"the model replicas serve features {served.feature_hash} (bundle {served.model_version}) but this "
                     f"ingress computes {self.feature_hash}: a deploy is rolling out or the bundle changed; retry",
                     retry,
                 )
         return result
 
     def _classification(
-        self,
-        features: FeaturizedAudio,
-        result: ModelResult,
-        top_k: int | None,
-        read_s: float,
-        model_s: float,
-        started: float,
+        self, result: ModelResult, top_k: int | None, read_s: float, model_s: float, started: float
     ) -> dict[str, Any]:
-        prediction = result.prediction
-        labels = self.bundle.genres
-        ranked = prediction.top_k if top_k is None else top_k_of(prediction.probabilities, labels, top_k)
-        timings = {"read": read_s, **features.timings_s}
-        timings.update(
-            queue=max(0.0, model_s - result.inference_s),
-            inference=result.inference_s,
-            total=time.perf_counter() - started,
-        )
-        return {
-            "top_genre": prediction.top_genre,
-            "confidence": prediction.confidence,
-            "top_k": ranked,
-            "probabilities": dict(zip(labels, prediction.probabilities.tolist())),
-            "uncertainty": prediction.uncertainty,
-            "needs_review": prediction.needs_review,
-            "segment_genres": list(prediction.segment_genres),
-            "tags": prediction.tags,
-            "duration_s": features.duration_s,
-            "excerpt_s": features.excerpt_s,
-            "offset_s": features.offset_s,
-            "sample_rate_hz": features.sample_rate_hz,
-            "channels": features.channels,
-            "windows": int(features.windows.shape[0]),
-            "model_version": result.model_version,
-            "feature_hash": result.feature_hash,
-            "batch": {"files": result.batch_files, "windows": result.batch_windows},
+        """The response for one file: its record (:func:`serving.schemas.response_fields`), then the request's own
+        facts. ``read_s`` is the request body's; ``top_k`` re-ranks the probabilities when the query asks."""
+        record = replace(result.record, read_s=read_s)
+        if top_k is not None:
+            record = replace(record, top_k=top_k_of(record.probabilities, self.bundle.genres, top_k))
+        timings = {"queue": max(0.0, model_s - result.batch_inference_s), "total": time.perf_counter() - started}
+        return response_fields(record, self.bundle.genres) | {
+            "batch": {
+                "files": result.batch_files,
+                "windows": result.batch_windows,
+                "inference_s": result.batch_inference_s,
+            },
             "timings_ms": {k: round(1e3 * v, 3) for k, v in timings.items()},
         }
 

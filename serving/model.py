@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from ray import serve
 
-from acousticsense import FilePrediction, ModelBundle, WindowPredictor, predict_file
+from acousticsense import ModelBundle, WindowPredictor, predict_file
 from acousticsense.extract import FeaturizedAudio
 from acousticsense.inference import logits_per_file
+from acousticsense.record import FileRecord
 from serving.config import parse_args
 
 __all__ = ["GenreModel", "ModelResult"]
@@ -26,21 +27,20 @@ __all__ = ["GenreModel", "ModelResult"]
 
 @dataclass(frozen=True)
 class ModelResult:
-    """One file's prediction and how it was computed.
+    """One file's record with its prediction, and the dynamic batch it was computed in.
 
     Attributes:
-        prediction: the core's per-file prediction (``probabilities`` float32 ``(n_classes,)``).
-        inference_s: wall time of the forward passes of the batch this file rode in.
+        record: the file's record from the featurizer, with the prediction, the bundle that made it
+            (``model_version`` / ``feature_hash``) and ``inference_s``, the file's share of the batch's
+            forward passes (its windows / the batch's windows), as the batch job computes it.
         batch_files / batch_windows: how many files and windows shared those forward passes.
-        model_version / feature_hash: the bundle that made the prediction.
+        batch_inference_s: the wall time of those forward passes.
     """
 
-    prediction: FilePrediction
-    inference_s: float
+    record: FileRecord
     batch_files: int
     batch_windows: int
-    model_version: str
-    feature_hash: str
+    batch_inference_s: float
 
 
 @serve.deployment(
@@ -134,16 +134,13 @@ class GenreModel:
             prediction = predict_file(
                 file_logits, self.bundle.output_head, self.bundle.postprocess, file.segment_windows, file.class_weights
             )
-            results.append(
-                ModelResult(
-                    prediction=prediction,
-                    inference_s=inference_s,
-                    batch_files=len(files),
-                    batch_windows=n_windows,
-                    model_version=self.bundle.version,
-                    feature_hash=self.feature_hash,
-                )
+            record = file.record.predicted(
+                prediction,
+                model_version=self.bundle.version,
+                feature_hash=self.feature_hash,
+                inference_s=inference_s * file.windows.shape[0] / n_windows,
             )
+            results.append(ModelResult(record, len(files), n_windows, batch_inference_s=inference_s))
         return results
 
     def _check(self, file: FeaturizedAudio) -> None:

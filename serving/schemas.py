@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+import numpy as np
+from pydantic import BaseModel, Field, create_model
+
+from acousticsense.record import FileRecord, record_fields
 
 __all__ = [
     "BatchResponse",
     "Classification",
     "ErrorBody",
     "FileError",
+    "FileRecordFields",
     "FileResult",
     "GenreScore",
     "Health",
@@ -18,6 +23,7 @@ __all__ = [
     "Spectrogram",
     "SpectrogramSegment",
     "TagScore",
+    "response_fields",
 ]
 
 
@@ -43,6 +49,9 @@ class BatchShare(BaseModel):
 
     files: int
     windows: int
+    inference_s: float = Field(
+        description="wall time of the batch's forward passes, seconds (the file's share of it is inference_s)"
+    )
 
 
 class SpectrogramSegment(BaseModel):
@@ -80,38 +89,59 @@ class Spectrogram(BaseModel):
     segments: list[SpectrogramSegment] = Field(description="the analysed segments, in time order")
 
 
-class Classification(BaseModel):
-    """One file's prediction: the same numbers the batch job writes for the same bytes."""
+# The pydantic type of each of the record's logical kinds (acousticsense.record.KINDS).
+_PYTHON_TYPES: dict[str, Any] = {
+    "string": str,
+    "strings": list[str],
+    "float32": float,
+    "float64": float,
+    "int32": int,
+    "bool": bool,
+    "probabilities": dict[str, float],  # genre -> probability, in the bundle's genre order
+    "genre_scores": list[GenreScore],
+    "tag_scores": list[TagScore],
+}
 
-    top_genre: str
-    confidence: float = Field(description="probability of top_genre")
-    top_k: list[GenreScore]
-    probabilities: dict[str, float] = Field(
-        description="genre -> probability, in the bundle's genre order (sums to 1; multi-label bundles: the genres' "
-        "tag scores, normalised)"
-    )
-    uncertainty: float = Field(description="the bundle's review metric, 0 (certain) .. 1")
-    needs_review: bool
-    segment_genres: list[str] = Field(description="top genre of each analysed segment, in time order")
-    tags: list[TagScore] | None = Field(
-        default=None, description="multi-label bundles: every tag with its score, best first; null otherwise"
-    )
-    duration_s: float = Field(description="the whole file's duration")
-    excerpt_s: float = Field(description="seconds analysed (all segments together)")
-    offset_s: float = Field(description="where the (first) analysed segment starts")
-    sample_rate_hz: int
-    channels: int
-    windows: int = Field(description="model windows the excerpt was cut into")
-    model_version: str
-    feature_hash: str
+
+def _record_model() -> type[BaseModel]:
+    """The record's fields as a pydantic model: same names, units and descriptions as the Parquet columns."""
+    definitions: dict[str, Any] = {}
+    for f in record_fields():
+        kind, description = _PYTHON_TYPES[f.metadata["kind"]], f.metadata["description"]
+        if f.metadata["nullable"]:
+            definitions[f.name] = (kind | None, Field(default=None, description=description))
+        else:
+            definitions[f.name] = (kind, Field(description=description))
+    return create_model("FileRecordFields", __doc__="The per-file record (acousticsense.record).", **definitions)
+
+
+FileRecordFields = _record_model()
+
+
+class Classification(FileRecordFields):  # type: ignore[misc, valid-type]
+    """One file's prediction: the same numbers the batch job writes for the same bytes (the per-file record),
+    plus what only a request has: the dynamic batch it rode in, its timings and, if asked, the spectrogram."""
+
     batch: BatchShare
     timings_ms: dict[str, float] = Field(
-        description="read (body), decode, resample, features, spectrogram (with ?spectrogram=true), queue (waiting "
-        "for the model), inference, total"
+        description="this request's own times, milliseconds: queue (waiting for the model, including the batch "
+        "wait), total, spectrogram (with ?spectrogram=true); the file's stage seconds are the *_s fields"
     )
     spectrogram: Spectrogram | None = Field(
         default=None, description="only with ?spectrogram=true on /v1/classify: the analysed excerpt's spectrogram"
     )
+
+
+def response_fields(record: FileRecord, genres: Sequence[str]) -> dict[str, Any]:
+    """The record's values as response fields (``probabilities`` as genre -> probability), by field name.
+
+    The one place a record becomes JSON for the API.
+    """
+    body = record.values()
+    probabilities = body["probabilities"]
+    if probabilities is not None:
+        body["probabilities"] = dict(zip(genres, np.asarray(probabilities, np.float64).tolist()))
+    return body
 
 
 class FileResult(Classification):

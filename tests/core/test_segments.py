@@ -52,7 +52,7 @@ def test_featurizer_reports_windows_per_segment(tmp_path):
     write_audio(path, 50.0, 22050, 2)
     result = ExcerptFeaturizer(FeatureConfig(excerpt_s=10.0, segments=4))(str(path))
     assert len(result.segment_windows) == 4 and sum(result.segment_windows) == result.windows.shape[0]
-    assert result.excerpt_s == pytest.approx(40.0, abs=0.01)
+    assert result.record.excerpt_s == pytest.approx(40.0, abs=0.01)
 
 
 def test_vote_over_segments_and_segment_genres():

@@ -461,6 +461,31 @@ def test_rayservice_args_are_valid_app_args() -> None:
     assert args.bundle_uri == job_model, "online and batch should serve the same bundle"
 
 
+@pytest.mark.parametrize("where", ["infra/serve/config.yaml", "infra/kuberay/rayservice.yaml"])
+def test_serve_args_name_only_app_args_fields(where: str) -> None:
+    """Both Serve configs name only AppArgs fields, with valid values (the deploy would refuse anything else)."""
+    from serving.config import AppArgs
+
+    config = yaml.safe_load(SERVE_CONFIG.read_text()) if where.endswith("config.yaml") else serve_config()
+    (app,) = config["applications"]
+    args = app.get("args") or {}
+    unknown = sorted(set(args) - set(AppArgs.model_fields))
+    assert not unknown, f"{where}: args that are not serving.config.AppArgs fields: {unknown}"
+    AppArgs.model_validate(args)
+
+
+def test_the_batch_job_and_the_service_apply_the_same_overrides() -> None:
+    """The RayJob's overrides (none today: the bundle's) are the RayService's: same bundle, same predictions."""
+    from acousticsense.options import OVERRIDES
+    from pipelines.classify import build_parser, options_from_args
+    from serving.config import AppArgs
+
+    job = options_from_args(build_parser().parse_args(entrypoint_tokens()[3:]))
+    (app,) = serve_config()["applications"]
+    service = AppArgs.model_validate(app.get("args") or {})
+    assert job.overrides() == service.overrides() and set(job.overrides()) == set(OVERRIDES)
+
+
 def build_job_model() -> str:
     tokens = entrypoint_tokens()
     return tokens[tokens.index("--model") + 1]

@@ -95,7 +95,10 @@ def test_good_files_get_predictions(job, tiny_bundle):
         assert row["confidence"] == pytest.approx(max(row["probabilities"]), abs=1e-6)
         assert [t["genre"] for t in row["top_k"]][0] == row["top_genre"] and len(row["top_k"]) == 5
         assert row["duration_s"] == pytest.approx(seconds, abs=0.06)
-        assert (row["sample_rate"], row["channels"]) == (sr, channels)
+        assert (row["sample_rate_hz"], row["channels"]) == (sr, channels)
+        # write_audio: channel c is a 0.5 * (1 - 0.1 c) sine (+ -40 dB noise); the downmix is their mean.
+        amplitude = 0.5 * (1 - 0.05 * (channels - 1))
+        assert row["rms_dbfs"] == pytest.approx(20 * np.log10(amplitude / np.sqrt(2)), abs=0.3), name
         analysed = min(seconds, excerpt_s)
         assert row["excerpt_s"] == pytest.approx(analysed, abs=0.06)
         frames = 1 + int(round(analysed * 22050)) // 256
@@ -238,6 +241,7 @@ def test_features_on_accelerator_and_the_spectrogram_cache_give_the_same_predict
             if reference[name]["status"] == "ok":
                 np.testing.assert_allclose(rows[name]["probabilities"], reference[name]["probabilities"], atol=1e-5)
                 assert rows[name]["windows"] == reference[name]["windows"]
+                assert rows[name]["rms_dbfs"] == pytest.approx(reference[name]["rms_dbfs"], abs=1e-5)  # cache too
     assert on_accelerator["pcm.wav"]["features_s"] > 0
     assert all(warm[n]["decode_s"] == 0 for n in names[:3]) and all(cold[n]["decode_s"] > 0 for n in names[:3])
 
@@ -267,6 +271,7 @@ def test_the_writer_stage_imports_without_torch():
 
 
 def test_features_on_gpu_is_the_accelerator_placement():
+    from acousticsense.errors import ConfigError
     from pipelines.classify import JobOptions, build_parser, options_from_args
 
     def parsed(*flags: str):
@@ -276,7 +281,7 @@ def test_features_on_gpu_is_the_accelerator_placement():
     assert parsed("--features-on", "accelerator").features_on == "accelerator"
     assert parsed().features_on == "cpu"
     assert JobOptions(inputs=["in"], output="out", features_on="gpu").features_on == "accelerator"
-    with pytest.raises(ValueError, match="--cache needs --features-on cpu"):
+    with pytest.raises(ConfigError, match="--cache needs --features-on cpu"):
         parsed("--features-on", "gpu", "--cache", "cache/")  # that cache would never fill: refused
-    with pytest.raises(ValueError, match="features_on"):
+    with pytest.raises(ConfigError, match="features_on"):
         JobOptions(inputs=["in"], output="out", features_on="tpu")

@@ -74,7 +74,7 @@ def _check_one_row_per_file(rows: list[dict], corpus: dict[str, str]) -> dict[st
         assert row["status"] == "ok" and row["error"] is None, (name, row["error"])
         assert row["top_genre"] and len(row["probabilities"]) == 16
         assert row["duration_s"] == pytest.approx(seconds, abs=0.06)
-        assert (row["sample_rate"], row["channels"]) == (sr, channels)
+        assert (row["sample_rate_hz"], row["channels"]) == (sr, channels)
         assert row["model_version"] == "test-tiny-0"
     broken = by_key[BROKEN]
     assert broken["status"] == "error" and broken["error_stage"] == "decode", broken

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from acousticsense import GENRES, load_bundle
+from acousticsense.record import record_fields
 from serving.config import AppArgs, load_service_bundle
 from tests.conftest import write_audio
 from tests.serving.conftest import (
@@ -31,6 +32,11 @@ from tests.serving.conftest import (
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RECORD = [f.name for f in record_fields()]
+STAGE_SECONDS = {"read_s", "decode_s", "resample_s", "features_s", "inference_s"}  # this run's, not the file's
+SERVICE_ONLY = {"batch", "timings_ms", "spectrogram"}
+JOB_ONLY = {"path", "status", "error", "error_stage", "processed_at"}
 
 # name -> (seconds, sample rate, channels, Content-Type)
 GOOD = {
@@ -59,6 +65,17 @@ def audio(tmp_path_factory) -> dict[str, Path]:
     write_audio(root / "short.wav", 0.3)
     files["short.wav"] = root / "short.wav"
     return files
+
+
+def _close(online: Any, stored: Any) -> bool:
+    """Equal, floats within 1e-4 (Parquet keeps float32), through lists and dicts (``top_k``, ``tags``)."""
+    if isinstance(online, float) or isinstance(stored, float):
+        return online == pytest.approx(stored, abs=1e-4)
+    if isinstance(online, list) and isinstance(stored, list):
+        return len(online) == len(stored) and all(_close(a, b) for a, b in zip(online, stored))
+    if isinstance(online, dict) and isinstance(stored, dict):
+        return online.keys() == stored.keys() and all(_close(online[k], stored[k]) for k in online)
+    return online == stored
 
 
 # --------------------------------------------------------------------------------------------------- tests
@@ -96,8 +113,12 @@ def test_every_format_is_classified_raw_and_multipart(service, audio, tiny_bundl
         assert 1 <= len(out["segment_genres"]) <= OVERRIDES["segments"] and out["windows"] >= len(out["segment_genres"])
         assert out["excerpt_s"] <= min(seconds, OVERRIDES["segments"] * features.excerpt_s) + 0.06
         assert out["model_version"] == "test-tiny-0"
-        assert {"read", "decode", "resample", "features", "queue", "inference", "total"} <= set(out["timings_ms"])
-        assert out["timings_ms"]["total"] >= out["timings_ms"]["inference"] > 0
+        amplitude = 0.5 * (1 - 0.05 * (channels - 1))  # write_audio's channels, downmixed
+        assert out["rms_dbfs"] == pytest.approx(20 * np.log10(amplitude / np.sqrt(2)), abs=0.3), name
+        assert all(out[f"{stage}_s"] > 0 for stage in ("read", "decode", "resample", "features", "inference"))
+        assert {"queue", "total"} == set(out["timings_ms"])  # the request's own; the file's stages are *_s
+        assert out["timings_ms"]["total"] >= 1e3 * out["inference_s"]
+        assert out["inference_s"] <= out["batch"]["inference_s"]
         # the same bytes as multipart field `file` (a plain field beside it is ignored)
         status, _, form = post_form(service, {"file": (name, data, content_type), "note": "x"}, "/v1/classify")
         assert status == 200, form
@@ -212,8 +233,10 @@ def test_batch_route_answers_every_file_and_isolates_bad_ones(service, audio):
     for name, single_name in singles.items():
         item = by_name[name]
         assert item["status"] == "ok" and len(item["top_k"]) == 2
-        # the request's three good files went through one dynamic batch
-        assert item["batch"] == {"files": 3, "windows": windows}, item["batch"]
+        # the request's three good files went through one dynamic batch; each has its share of its time
+        assert (item["batch"]["files"], item["batch"]["windows"]) == (3, windows), item["batch"]
+        share = item["batch"]["inference_s"] * item["windows"] / windows
+        assert item["inference_s"] == pytest.approx(share, rel=1e-6)
         single = post_audio(service, audio[single_name].read_bytes(), GOOD[single_name][3])[2]
         assert item["probabilities"] == pytest.approx(single["probabilities"], abs=1e-6)
     status, _, out = post_form(service, {"note": "no files"}, "/v1/classify/batch")
@@ -224,7 +247,7 @@ def test_batch_route_answers_every_file_and_isolates_bad_ones(service, audio):
 
 
 def test_online_equals_the_batch_job(service, audio, tiny_bundle, tmp_path):
-    """The same bytes give the batch job's probabilities (within 1e-4) and top genre."""
+    """The same bytes give the batch job's row: every per-file field but the stage seconds, under the same name."""
     import pyarrow.parquet as pq
 
     from pipelines.classify import JobOptions, run_classification
@@ -239,12 +262,11 @@ def test_online_equals_the_batch_job(service, audio, tiny_bundle, tmp_path):
         status, _, online = post_audio(service, audio[name].read_bytes(), content_type)
         assert status == 200
         row = rows[name]
-        assert online["top_genre"] == row["top_genre"], name
+        assert set(online) - SERVICE_ONLY == set(row) - JOB_ONLY == set(RECORD)
+        assert list(online["probabilities"]) == list(GENRES)
         np.testing.assert_allclose(list(online["probabilities"].values()), row["probabilities"], atol=1e-4)
-        assert online["windows"] == row["windows"]
-        assert online["uncertainty"] == pytest.approx(row["uncertainty"], abs=1e-4)
-        assert online["needs_review"] == row["needs_review"] and online["model_version"] == row["model_version"]
-        assert online["segment_genres"] == row["segment_genres"] and online["feature_hash"] == row["feature_hash"]
+        for field in set(RECORD) - {"probabilities", *STAGE_SECONDS}:
+            assert _close(online[field], row[field]), (name, field, online[field], row[field])
 
 
 def test_concurrent_load_loses_nothing_and_never_500s(service, audio):

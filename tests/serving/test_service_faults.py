@@ -8,8 +8,6 @@ The figures (success rate, 5xx count, p50/p99) are printed; run with ``-s`` to s
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import threading
@@ -23,7 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import write_audio
-from tests.serving.conftest import _free_port, _no_cpu
+from tests.serving.conftest import _free_port, _no_cpu, request
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -93,19 +91,8 @@ def tight_service(local_ray, tiny_bundle):
 def post(port: int, data: bytes, path: str = "/v1/classify") -> Outcome:
     """One POST on a fresh connection; the latency is from connect to the last byte of the answer."""
     started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("POST", path, body=data, headers={"Content-Type": "audio/wav"})
-        response = conn.getresponse()
-        raw = response.read()
-        retry_after = response.getheader("Retry-After")
-    finally:
-        conn.close()
-    try:
-        body: Any = json.loads(raw)
-    except ValueError:
-        body = raw.decode(errors="replace")
-    return Outcome(response.status, time.monotonic() - started, retry_after, body, started)
+    status, headers, body = request(port, "POST", path, data, {"Content-Type": "audio/wav"})
+    return Outcome(status, time.monotonic() - started, headers.get("retry-after"), body, started)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -250,11 +250,11 @@ def test_the_spectrogram_is_the_model_windows_stitched_back(config, seconds):
     features_config = FeatureConfig(**config)
     featurizer = ExcerptFeaturizer(features_config)
     data = _wav_bytes(seconds)
-    features, picture = _featurize_with_spectrogram(featurizer, io.BytesIO(data), max_columns=10_000)
+    features, picture, seconds = _featurize_with_spectrogram(featurizer, io.BytesIO(data), max_columns=10_000)
     plain = featurizer(io.BytesIO(data))
     np.testing.assert_array_equal(features.windows, plain.windows)
-    assert features.segment_windows == plain.segment_windows and features.excerpt_s == plain.excerpt_s
-    assert "spectrogram" in features.timings_s
+    assert features.segment_windows == plain.segment_windows and features.record.excerpt_s == plain.record.excerpt_s
+    assert seconds > 0
 
     # max_columns above the frame count: one frame per column, so the picture holds every frame
     prepared = featurizer.prepare(io.BytesIO(data))
@@ -267,7 +267,7 @@ def test_the_spectrogram_is_the_model_windows_stitched_back(config, seconds):
     assert (rows, cols) == full.shape and picture["frames_per_column"] == 1
     assert [s["columns"] for s in picture["segments"]] == [e.shape[1] for e in expected]
     assert len(picture["segments"]) == len(prepared.segments) == features_config.segments
-    assert picture["segments"][0]["offset_s"] == pytest.approx(features.offset_s)
+    assert picture["segments"][0]["offset_s"] == pytest.approx(features.record.offset_s)
     quantised = np.frombuffer(base64.b64decode(picture["data"]), np.uint8).reshape(rows, cols)
     assert (picture["min"], picture["max"]) == (pytest.approx(full.min()), pytest.approx(full.max()))
     restored = picture["min"] + quantised / 255.0 * (picture["max"] - picture["min"])
@@ -282,6 +282,7 @@ def test_the_spectrogram_is_pooled_to_at_most_max_columns():
 
     from acousticsense import FeatureConfig
     from acousticsense.extract import FeaturizedAudio
+    from acousticsense.record import FileRecord
     from serving.ingress import spectrogram_body
 
     config = FeatureConfig(excerpt_s=30.0, segments=2, window_frames=100)
@@ -296,11 +297,7 @@ def test_the_spectrogram_is_pooled_to_at_most_max_columns():
         windows += [s[:, i : i + 100] for i in starts]
     features = FeaturizedAudio(
         windows=np.stack(windows),
-        duration_s=120.0,
-        sample_rate_hz=44100,
-        channels=2,
-        offset_s=15.0,
-        excerpt_s=60.0,
+        record=FileRecord(duration_s=120.0, sample_rate_hz=44100, channels=2, offset_s=15.0, excerpt_s=60.0),
         segment_windows=[13, 10],
     )
     picture = spectrogram_body(features, frames, config, max_columns=512)
@@ -316,7 +313,9 @@ def test_the_spectrogram_is_pooled_to_at_most_max_columns():
     assert [s["offset_s"] for s in picture["segments"]] == pytest.approx([15.0, 75.0])  # 2 x 30 s spread over 120 s
     assert picture["seconds_per_column"] == pytest.approx(per * config.hop_length / config.sample_rate_hz)
     # a constant picture: every byte 0, min == max
-    flat = FeaturizedAudio(np.zeros((1, config.n_mels, 100), np.float16), 5.0, 22050, 1, 0.0, 5.0, [1])
+    flat = FeaturizedAudio(
+        np.zeros((1, config.n_mels, 100), np.float16), FileRecord(duration_s=5.0, offset_s=0.0, excerpt_s=5.0), [1]
+    )
     constant = spectrogram_body(flat, [80], config)
     assert constant["min"] == constant["max"] == 0.0 and set(base64.b64decode(constant["data"])) == {0}
 
@@ -355,3 +354,16 @@ def test_the_page_is_self_contained_and_its_policy_admits_only_its_own_code():
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy and "unsafe" not in policy
     for needed in ("v1/classify?spectrogram=true", "v1/classify/batch", "v1/model", 'aria-live="polite"', 'role="img"'):
         assert needed in html, needed
+
+
+def test_the_openapi_page_describes_every_record_field_of_a_classification():
+    """/docs is built from the response model, which is built from the record: rms_dbfs shows with its meaning."""
+    from acousticsense.record import record_fields
+    from serving.ingress import api
+
+    schemas = api.openapi()["components"]["schemas"]
+    properties = schemas["Classification"]["properties"]
+    for f in record_fields():
+        assert properties[f.name]["description"] == f.metadata["description"], f.name
+    assert "20 log10 of the RMS" in properties["rms_dbfs"]["description"]
+    assert "inference_s" in schemas["BatchShare"]["properties"]
