@@ -1,4 +1,4 @@
-# AcousticSense: `make demo` and `make test` work on a fresh machine (they install first).
+# AcousticSense: `make demo`, `make test` and `make test-fast` work on a fresh machine (they install first).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_CORPUS := data/demo-corpus
 DEMO_OUTPUT := out/demo-predictions
 
-.PHONY: install demo test lint format train-demo stack-up stack-down stack-status bench clean
+.PHONY: install demo test test-fast lint format train-demo stack-up stack-down stack-status bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The inner loop: every test that starts no Ray and no Serve (those carry the `ray` marker); `make test` runs all.
+test-fast: install
+	$(BIN)/python -m pytest -m "not ray"
 
 lint: install
 	$(BIN)/ruff check .

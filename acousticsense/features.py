@@ -25,7 +25,6 @@ __all__ = [
     "LogMel",
     "FbankFrontEnd",
     "front_end",
-    "log_mel",
     "frame_windows",
     "n_frames",
     "featurize",
@@ -187,12 +186,6 @@ def _to_csr(filterbank: Tensor) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         return filterbank.to_sparse_csr()
-
-
-def log_mel(waveform: np.ndarray | Tensor, config: FeatureConfig, normalize: bool = True) -> Tensor:
-    """Functional form of :func:`front_end` (builds the filterbank on every call; prefer the module)."""
-    tensor = torch.as_tensor(waveform, dtype=torch.float32)
-    return front_end(config, normalize=normalize).to(tensor.device)(tensor)
 
 
 def n_frames(n_samples: int, config: FeatureConfig) -> int:

@@ -141,6 +141,37 @@ def test_project_metrics_reach_the_prometheus_export(ray_head, submitted_job):
     assert not missing, f"no series for {missing} on {ray_head.metrics_url}; acousticsense series seen: {sorted(names)}"
 
 
+def _wait_until_the_jobs_processes_exit(head, submission_id: str, deadline: float) -> None:
+    """Poll until the job's driver process has exited and Ray reports none of its actors alive.
+
+    A stopped job's status may turn STOPPED as its driver is signalled, before the driver and the job's own
+    actors (the pools, writer actors) have died; until they have, a shard's rename may still land, and the rows
+    counted before the resume would be a guess. (The head runs on this machine: the driver's pid is local.)
+    """
+    job = head.job(submission_id)
+    driver_pid = int(job["driver_info"]["pid"])
+    query = (
+        f"/api/v0/actors?detail=true&limit=1000&filter_keys=job_id&filter_predicates=%3D&filter_values={job['job_id']}"
+    )
+    while True:
+        # Ray Data's bookkeeping actors (stats, autoscaling, locations) are detached: they outlive every job.
+        listed = head.api("GET", query)["data"]["result"]["result"]
+        actors = [a["class_name"] for a in listed if a["state"] != "DEAD" and not a["is_detached"]]
+        driver = _running(driver_pid)
+        if not actors and not driver:
+            return
+        assert time.monotonic() < deadline, f"still running after the stop: driver {driver}, actors {actors}"
+        time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited child its parent has not reaped yet counts as exited)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_a_stopped_job_resumes_without_duplicates_or_gaps(ray_head, tiny_bundle, tmp_path):
     """Stop the job as soon as its first shard is committed; ``--resume`` then adds exactly the missing rows.
 
@@ -176,7 +207,7 @@ def test_a_stopped_job_resumes_without_duplicates_or_gaps(ray_head, tiny_bundle,
         assert time.monotonic() < deadline + 60, "the job did not stop"
         time.sleep(0.2)
     assert status == "STOPPED", f"the job ended {status} before it was stopped: raise RESUME_FILES"
-    time.sleep(1)  # a shard whose rename was under way lands now or never
+    _wait_until_the_jobs_processes_exit(ray_head, job_id, deadline + 60)  # no shard rename can land after
     before = _rows(output)
     assert 0 < len(before) < len(expected)
     assert not (output / "_summary.json").exists()

@@ -288,8 +288,6 @@ def test_concurrent_load_loses_nothing_and_never_500s(service, audio):
         else:
             assert out["top_genre"] in GENRES
     assert statuses.count(200) > 0
-    # with 16 clients, some requests shared a forward pass
-    assert max(out["batch"]["files"] for status, _, out in outcomes if status == 200) > 1
 
 
 def test_cold_start_and_a_full_model_queue_answer_503_with_retry_after(service, audio, tiny_bundle):

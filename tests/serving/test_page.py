@@ -174,13 +174,25 @@ def _canvas_stats(driver) -> dict[str, Any]:
     )
 
 
+# True when there is no result to draw, or the canvas's bitmap has been drawn at its current CSS size (as the
+# page's drawSpectrogram sizes it); drawing is one synchronous task, so a screenshot never sees half of it.
+_DRAWN_AT_CURRENT_SIZE = """
+const c = document.getElementById('spectrogram');
+if (document.getElementById('result').hidden) return true;
+const box = c.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+return c.dataset.drawn === 'true' && c.width === Math.max(1, Math.round(box.width * ratio))
+  && c.height === Math.max(1, Math.round(box.height * ratio));
+"""
+
+
 def _screenshot(driver, path: Path) -> Path:
     """The whole page at 1280 CSS pixels wide, as PNG (the viewport is stretched to the content's height)."""
     content = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     metrics = {"width": 1280, "height": int(content["height"]) + 1, "deviceScaleFactor": 1, "mobile": False}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     try:
-        time.sleep(0.3)  # the page redraws the spectrogram on resize
+        # The page redraws the spectrogram (debounced) when the viewport changes size: shoot once it has.
+        _wait(driver, lambda d: d.execute_script(_DRAWN_AT_CURRENT_SIZE), "the spectrogram drawn at the new size")
         png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -245,6 +257,8 @@ def test_a_file_is_classified_in_the_browser(service, browser, clips, tmp_path):
     assert browser.find_element("id", "review-warning").is_displayed() == api["needs_review"]
     assert _text(browser, "duration") == "0:12"
     assert _text(browser, "windows").startswith(str(api["windows"]))
+    facts = _text(browser, "facts")  # the page reads the record's fields by their names: no NaN from a stale one
+    assert f"{api['rms_dbfs']:.1f} dBFS" in facts and "NaN" not in facts, facts
     stats = _canvas_stats(browser)
     assert stats["drawn"] == "true" and stats["painted"] > 0.99 and stats["colours"] > 50, stats
     assert "Spectrogram the model classified" in stats["label"] and "96 mel bands" in stats["label"]
