@@ -70,6 +70,15 @@ from .models import (
     build_model as build_model,
     model_config_for as model_config_for,
 )
+from .options import (
+    DEVICES as DEVICES,
+    OVERRIDES as OVERRIDES,
+    PRECISIONS as PRECISIONS,
+    Device as Device,
+    Override as Override,
+    Precision as Precision,
+    check_overrides as check_overrides,
+)
 from .postprocess import (
     FilePrediction as FilePrediction,
     OutputHead as OutputHead,
@@ -77,6 +86,11 @@ from .postprocess import (
     predict_file as predict_file,
     softmax as softmax,
     top_k as top_k,
+)
+from .record import (
+    FileRecord as FileRecord,
+    record_fields as record_fields,
+    rms_dbfs as rms_dbfs,
 )
 from .storage import (
     check_writable as check_writable,

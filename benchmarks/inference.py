@@ -51,6 +51,8 @@ from torch import nn
 from acousticsense import (
     GENRES,
     MODEL_PRESETS,
+    ASTClassifier,
+    ASTConfig,
     FeatureConfig,
     MusicnnConfig,
     ViTConfig,
@@ -60,11 +62,10 @@ from acousticsense import (
     front_end,
     load_bundle,
     model_config_for,
+    n_frames,
     select_device,
 )
 from acousticsense.convert.ast import ast_features
-from acousticsense.features import n_frames
-from acousticsense.models import ASTClassifier, ASTConfig
 
 __all__ = [
     "MODELS",

@@ -21,7 +21,7 @@ import soundfile as sf
 _PROBE = """
 import json, resource, sys, time
 from acousticsense import FeatureConfig
-from acousticsense.extract import ExcerptFeaturizer
+from acousticsense import ExcerptFeaturizer
 featurize = ExcerptFeaturizer(FeatureConfig(), torch_threads=1)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()

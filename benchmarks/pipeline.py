@@ -45,10 +45,8 @@ import soundfile as sf
 import soxr
 import torch
 
-from acousticsense import DEFAULT_BUNDLE, GENRES, front_end, list_files, load_bundle
-from acousticsense.audio import choose_excerpt
+from acousticsense import DEFAULT_BUNDLE, GENRES, ExcerptFeaturizer, choose_excerpt, front_end, list_files, load_bundle
 from acousticsense.demo.corpus import AUDIO_FORMATS, synthesize_clip
-from acousticsense.extract import ExcerptFeaturizer
 from benchmarks.inference import machine_info, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from acousticsense.errors import AcousticSenseError
-from acousticsense.record import AUDIO, FileRecord
-from acousticsense.storage import is_remote, open_binary
+from acousticsense import AcousticSenseError, FileRecord, StageError, is_remote, open_binary
+from acousticsense.record import AUDIO
 from pipelines._metrics import metrics, observe_stages
 from pipelines._schema import (
     FEATURES_SCHEMA,
@@ -39,8 +38,7 @@ from pipelines._schema import (
 )
 
 if TYPE_CHECKING:
-    from acousticsense import ModelBundle
-    from acousticsense.extract import FeaturizedAudio, PreparedAudio
+    from acousticsense import FeaturizedAudio, ModelBundle, PreparedAudio
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +69,7 @@ class FeaturizeFiles:
         features_on: str = "cpu",
         cache_uri: str | None = None,
     ) -> None:
-        from acousticsense.cache import SpectrogramCache
-        from acousticsense.extract import ExcerptFeaturizer
+        from acousticsense import ExcerptFeaturizer, SpectrogramCache
 
         self.storage_options = dict(storage_options)
         self.bundle = bundle  # configs only: this stage never runs the model
@@ -91,8 +88,7 @@ class FeaturizeFiles:
         return pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
 
     def _one(self, path: str, list_error: str | None) -> dict[str, Any]:
-        from acousticsense.errors import StageError
-        from acousticsense.extract import FeaturizedAudio, PreparedAudio
+        from acousticsense import FeaturizedAudio, PreparedAudio
 
         row: dict[str, Any] = {"path": path, "status": "error"}
         if list_error:
@@ -188,8 +184,7 @@ class ClassifyWindows:
         import ray
         import torch
 
-        from acousticsense import WindowPredictor
-        from acousticsense.features import front_end
+        from acousticsense import WindowPredictor, front_end
 
         self.schema = OUTPUT_SCHEMA.append(WINDOW_LOGITS_FIELD) if keep_window_logits else OUTPUT_SCHEMA
         torch.set_num_threads(max(1, torch_threads))
@@ -214,9 +209,7 @@ class ClassifyWindows:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import torch
 
-        from acousticsense import predict_file
-        from acousticsense.errors import StageError
-        from acousticsense.inference import logits_per_file
+        from acousticsense import logits_per_file, predict_file
 
         payload = list(_PAYLOAD_COLUMNS)
         rows = batch.drop_columns(payload).to_pylist()
@@ -302,7 +295,7 @@ class ClassifyWindows:
         """
         import torch
 
-        from acousticsense.extract import segment_windows
+        from acousticsense import segment_windows
 
         t0 = time.perf_counter()
         mono = torch.from_numpy(np.frombuffer(waveform, dtype=np.float32).copy())

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from acousticsense.storage import filesystem, is_remote, join_uri, reaching
+from acousticsense import filesystem, is_remote, join_uri, reaching
 from pipelines._metrics import observe_stages
 
 __all__ = ["WriteShards", "write_shard"]

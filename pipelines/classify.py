@@ -33,9 +33,23 @@ import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
 
-from acousticsense.errors import AcousticSenseError, ConfigError
-from acousticsense.options import DEVICES, OVERRIDES, PRECISIONS, Device, Override, Precision, check_overrides
-from acousticsense.storage import check_writable, filesystem, is_remote, join_uri, list_files, reaching
+from acousticsense import (
+    DEVICES,
+    OVERRIDES,
+    PRECISIONS,
+    AcousticSenseError,
+    ConfigError,
+    Device,
+    Override,
+    Precision,
+    check_overrides,
+    check_writable,
+    filesystem,
+    is_remote,
+    join_uri,
+    list_files,
+    reaching,
+)
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
 from pipelines._summary import JobSummary, summarize
 from pipelines._write import WriteShards, write_shard

@@ -59,6 +59,9 @@ from acousticsense import (
     audio_info,
     choose_excerpt,
     downmix,
+    filesystem,
+    is_remote,
+    join_uri,
     list_files,
     open_binary,
     predict_file,
@@ -73,7 +76,6 @@ from acousticsense.evaluation import (
     plot_reliability_diagram,
 )
 from acousticsense.robustness import add_noise_at_snr, agreement, encode_mp3, pink_noise, white_noise
-from acousticsense.storage import filesystem, is_remote, join_uri
 from pipelines._stages import job_bundle
 from pipelines.classify import JobOptions, build_parser, connect_ray, options_from_args, run_classification
 

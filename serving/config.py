@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, create_model
 
-from acousticsense import ModelBundle, load_bundle
-from acousticsense.options import OVERRIDES, Device, Override, Precision
+from acousticsense import OVERRIDES, Device, ModelBundle, Override, Precision, load_bundle
 
 __all__ = ["AppArgs", "load_service_bundle", "parse_args"]
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from acousticsense.errors import StageError
+from acousticsense import StageError
 
 __all__ = [
     "ApiError",

@@ -40,12 +40,17 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 import acousticsense
-from acousticsense import FeatureConfig, ModelBundle, choose_segments
+from acousticsense import (
+    DEFAULT_BUNDLE,
+    ExcerptFeaturizer,
+    FeatureConfig,
+    FeaturizedAudio,
+    ModelBundle,
+    StageError,
+    choose_segments,
+    n_frames,
+)
 from acousticsense import top_k as top_k_of
-from acousticsense.bundle import DEFAULT_BUNDLE
-from acousticsense.errors import StageError
-from acousticsense.extract import ExcerptFeaturizer, FeaturizedAudio
-from acousticsense.features import n_frames
 from serving._body import RAW_AUDIO_TYPES, is_raw_audio, media_type, read_body, read_form
 from serving.config import parse_args
 from serving.errors import ApiError, install_error_handlers, stage_error

@@ -16,10 +16,7 @@ import numpy as np
 import torch
 from ray import serve
 
-from acousticsense import ModelBundle, WindowPredictor, predict_file
-from acousticsense.extract import FeaturizedAudio
-from acousticsense.inference import logits_per_file
-from acousticsense.record import FileRecord
+from acousticsense import FeaturizedAudio, FileRecord, ModelBundle, WindowPredictor, logits_per_file, predict_file
 from serving.config import parse_args
 
 __all__ = ["GenreModel", "ModelResult"]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
-from acousticsense.record import FileRecord, record_fields
+from acousticsense import FileRecord, record_fields
 
 __all__ = [
     "BatchResponse",
