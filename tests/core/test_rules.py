@@ -49,9 +49,19 @@ def test_describe_measures_pulse_tempo_and_low_end(descriptors):
     assert any(abs(clicks.tempo_bpm - bpm) / bpm < 0.05 for bpm in (170.0, 85.0, 340.0))
     assert clicks.beat_strength > 2.0 > 1.6 > pad.beat_strength
     assert clicks.low_frequency_share > 0.5 > 0.01 > pad.low_frequency_share
-    for d in (clicks, pad):
-        assert 0.0 <= d.low_frequency_share <= 1.0 and 0.0 <= d.vocal_presence <= 1.0
     assert descriptors["silence"] == MusicDescriptors(0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("hz", "low_share", "vocal"),
+    [(60.0, 1.0, 0.0), (1000.0, 0.0, 1.0), (5000.0, 0.0, 0.0)],  # below 150 Hz; in the 300-3400 Hz voice band; above
+)
+def test_a_pure_tone_puts_all_its_power_where_its_frequency_is(hz, low_share, vocal):
+    """A steady sine is all low end or none, and all harmonic: its voice-band share is 1 inside the band, else 0."""
+    t = np.arange(5 * SR) / SR
+    d = describe((0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), SR)
+    assert d.low_frequency_share == pytest.approx(low_share, abs=1e-3)
+    assert d.vocal_presence == pytest.approx(vocal, abs=1e-2)
 
 
 def test_fast_strong_beat_favours_metal_and_soft_pad_favours_classical_and_folk(descriptors):

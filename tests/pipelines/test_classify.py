@@ -103,11 +103,25 @@ def test_good_files_get_predictions(job, tiny_bundle):
         assert row["excerpt_s"] == pytest.approx(analysed, abs=0.06)
         frames = 1 + int(round(analysed * 22050)) // 256
         assert row["windows"] == -(-frames // 224)
-        assert 0.0 <= row["uncertainty"] <= 1.0 and isinstance(row["needs_review"], bool)
+        _check_uncertainty(
+            row, row["probabilities"], bundle.postprocess.review_metric, bundle.postprocess.review_threshold
+        )
         assert row["model_version"] == "test-tiny-0" and row["feature_hash"] == bundle.feature_hash
         assert row["processed_at"] is not None
     assert rows["long stereo.wav"]["offset_s"] == pytest.approx((40.0 - excerpt_s) / 2, abs=0.01)
     assert rows["aac track.m4a"]["status"] == "ok"
+
+
+def _check_uncertainty(row: dict, probabilities: list[float], metric: str, threshold: float) -> None:
+    """``entropy``, ``margin`` and ``uncertainty`` recomputed from the row's own probabilities, by definition:
+    normalised Shannon entropy, best minus second best, and the bundle's review metric (higher = less certain)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    best, second = np.sort(p)[::-1][:2]
+    nonzero = p[p > 0]  # p ln p -> 0 as p -> 0
+    entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(p.size))
+    assert (row["entropy"], row["margin"]) == pytest.approx((entropy, best - second), abs=1e-4)
+    assert row["uncertainty"] == pytest.approx({"entropy": entropy, "margin": 1.0 - (best - second)}[metric], abs=1e-4)
+    assert row["needs_review"] is (row["uncertainty"] > threshold)
 
 
 def test_bad_files_get_error_rows_and_no_prediction(job):

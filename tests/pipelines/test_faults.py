@@ -240,13 +240,23 @@ def test_driver_sigkill_then_resume_adds_only_the_missing_rows(cluster, corpus, 
         with contextlib.suppress(psutil.Error):
             orphan_names.append(proc.name())
             proc.kill()
-    committed = pq.read_table(tmp_path / "out", columns=["path"]).num_rows
+    # What the kill left on disk, read before the resume: the committed shards and the rows they hold, and the
+    # files whose features reached the cache (found by the cache's own key of each input's content).
+    shards_at_kill = _shard_stats(tmp_path / "out")
+    committed_paths = pq.read_table(tmp_path / "out", columns=["path"]).column("path").to_pylist()
+    committed = len(committed_paths)
+    inputs = {str(p) for p in corpus.rglob("*.wav")}
+    cached = _cached_inputs(tmp_path / "cache", tiny_bundle, inputs)
     featurized = len(list((tmp_path / "cache").rglob("*.npz")))  # every file the killed run featurized
 
     resumed = run_classification(dataclasses.replace(options, resume=True), progress=False)
 
     table = pq.read_table(tmp_path / "out", columns=["path", "status"])
     paths = table.column("path").to_pylist()
+    added = pq.read_table(
+        [str(tmp_path / "out" / name) for name in _shard_stats(tmp_path / "out") if name not in shards_at_kill],
+        columns=["path"],
+    )
     recomputed = featurized - committed  # work the kill threw away: featurized, never committed
     _figure(
         "driver SIGKILL + --resume",
@@ -256,14 +266,37 @@ def test_driver_sigkill_then_resume_adds_only_the_missing_rows(cluster, corpus, 
         rerun_files=resumed.files,
         ray_processes_outliving_driver=orphan_names,
     )
-    assert len(paths) == len(set(paths)) == FILES
+    assert len(paths) == len(set(paths)) == FILES and set(paths) == inputs
     assert set(table.column("status").to_pylist()) == {"ok"}
     half = FILES // PER_SHARD // 2 * PER_SHARD
     assert committed % PER_SHARD == 0 and half <= committed < FILES  # whole shards only; killed mid-job
+    assert len(set(committed_paths)) == committed  # the killed run committed no file twice
+    # The resume leaves the committed shards as they were and adds exactly the files that had no row at the kill.
+    assert {name: _shard_stats(tmp_path / "out")[name] for name in shards_at_kill} == shards_at_kill
+    added_paths = added.column("path").to_pylist()
+    assert len(added_paths) == len(set(added_paths)) and set(added_paths) == inputs - set(committed_paths)
     assert (resumed.skipped_existing, resumed.files, resumed.missing_rows) == (committed, FILES - committed, 0)
+    # The cache holds exactly the files the killed run featurized, and every committed row was featurized first:
+    # what the kill threw away is the featurized files that had no row yet.
+    assert len(cached) == featurized and set(committed_paths) <= cached
+    assert recomputed == len(cached - set(committed_paths))
     # Thrown away: the shard being filled, the one batch the driver's iterator prefetches, and each actor's queued
     # tasks (2 per actor in Ray Data 2.60, 4 files each); measured 36 (20 + 16) on 2 cores.
-    assert 0 <= recomputed <= 2 * PER_SHARD + 2 * 2 * options.files_per_batch
+    assert recomputed <= 2 * PER_SHARD + 2 * 2 * options.files_per_batch
+
+
+def _shard_stats(output: Path) -> dict[str, tuple[int, int]]:
+    """Each committed shard's name -> (size, mtime in ns): a shard rewritten or replaced changes one of them."""
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(output.glob("part-*.parquet"))}
+
+
+def _cached_inputs(cache: Path, bundle_uri: str, inputs: set[str]) -> set[str]:
+    """The inputs whose features are in the cache at ``cache``, looked up by the key the job stores them under."""
+    from acousticsense import load_bundle
+    from acousticsense.cache import SpectrogramCache
+
+    store = SpectrogramCache(str(cache), load_bundle(bundle_uri).feature_hash)
+    return {path for path in inputs if (cache / (key := store.key(path))[:2] / f"{key}.npz").exists()}
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ RETRY_AFTER_S = 2
 # holding a request and kills it before that request is answered.
 BATCH_WAIT_S = 0.05
 KILL_CLIENTS = ADMIT_ONGOING  # steady load: as many requests as the ingress works on, none refused
+STEADY_OK = 10 * KILL_CLIENTS  # requests answered before the kill: the load is running steadily
 MIN_SUCCESS_RATE = 0.995
 APP = "faults"
 
@@ -110,9 +111,19 @@ def unloaded_latencies(port: int, data: bytes, path: str, n: int = 12) -> list[f
     return [o.latency_s for o in outcomes]
 
 
-def closed_loop(port: int, data: bytes, path: str, clients: int, until: Callable[[], bool]) -> list[Outcome]:
-    """``clients`` threads, each sending the next request as soon as its last one is answered, until ``until()``."""
-    outcomes: list[Outcome] = []
+def closed_loop(
+    port: int,
+    data: bytes,
+    path: str,
+    clients: int,
+    until: Callable[[], bool],
+    outcomes: list[Outcome] | None = None,
+) -> list[Outcome]:
+    """``clients`` threads, each sending the next request as soon as its last one is answered, until ``until()``.
+
+    Each outcome is appended to ``outcomes`` as it comes (pass a list to watch the load while it runs); a request
+    in flight when ``until()`` turns true is still awaited and counted."""
+    outcomes = [] if outcomes is None else outcomes
     lock = threading.Lock()
 
     def client() -> None:
@@ -170,6 +181,15 @@ def kill_a_busy_replica(deadline: float) -> tuple[str, int, int]:
     raise AssertionError("no model replica held a request: the load does not reach the model")
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.01) -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g} s: {what}")
+        time.sleep(poll_s)
+
+
 def running_replicas(app: str, deployment: str) -> int:
     from ray import serve
 
@@ -209,40 +229,49 @@ def test_a_killed_model_replica_costs_no_requests(tight_service, clip):
     The ingress resends a model call whose replica died under it (inference is pure, so the other replica may
     answer it); Serve replaces the dead replica, and the load keeps running until the new one is up.
     """
-    assert len(model_replicas()) == 2, model_replicas()
+    original = model_replicas()
+    assert len(original) == 2, original
     unloaded = unloaded_latencies(tight_service, clip, "/v1/classify")
     stop = threading.Event()
     kill: dict[str, Any] = {}
+    outcomes: list[Outcome] = []
+
+    def steady() -> bool:
+        return sum(o.status == 200 for o in list(outcomes)) >= STEADY_OK
+
+    def replaced() -> bool:
+        live = model_replicas()
+        return len(live) == 2 and kill["name"] not in live and running_replicas(APP, "GenreModel") == 2
 
     def killer() -> None:
         try:
-            time.sleep(2.0)  # steady load first
+            wait_for(steady, 60, f"{STEADY_OK} requests answered under load")
             kill["name"], kill["pid"], kill["held"] = kill_a_busy_replica(time.monotonic() + 30)
             kill["at"] = time.monotonic()
-            deadline = kill["at"] + 120
-            while time.monotonic() < deadline:
-                live = model_replicas()
-                if len(live) == 2 and kill["name"] not in live and running_replicas(APP, "GenreModel") == 2:
-                    kill["replaced_s"] = time.monotonic() - kill["at"]
-                    time.sleep(2.0)  # requests reach the new replica too
-                    break
-                time.sleep(0.2)
+            wait_for(replaced, 120, "Serve replaces the killed replica", poll_s=0.2)
+            kill["replaced_s"] = time.monotonic() - kill["at"]
+            (new,) = set(model_replicas()) - set(original)
+            # Requests reach the new replica too: it is seen holding one (whose answer the load still awaits).
+            wait_for(lambda: ongoing_requests(new) > 0, 30, f"the new replica {new} holds a request")
+            kill["new_held_s"] = time.monotonic() - kill["at"]
         finally:
             stop.set()
 
     thread = threading.Thread(target=killer, name="killer")
     thread.start()
-    outcomes = closed_loop(tight_service, clip, "/v1/classify", KILL_CLIENTS, stop.is_set)
+    closed_loop(tight_service, clip, "/v1/classify", KILL_CLIENTS, stop.is_set, outcomes)
     thread.join()
     assert "at" in kill, "the killer thread failed before killing (see its exception above)"
     assert "replaced_s" in kill, "Serve did not replace the killed replica within 120 s"
+    assert "new_held_s" in kill, "no request reached the new replica (see the killer's exception above)"
     ok = sum(o.status == 200 for o in outcomes)
     rate = ok / len(outcomes)
     server_errors = [o for o in outcomes if o.status >= 500]
     print(
         f"\nkill: SIGKILL to a replica holding {kill['held']} request(s); {summary('under load', outcomes)}; "
         f"success {100 * rate:.2f} %, {len(server_errors)} x 5xx; replica replaced {kill['replaced_s']:.1f} s "
-        f"after the kill; unloaded p50 {1e3 * percentile(unloaded, 50):.0f} ms "
+        f"after the kill and held a request {kill['new_held_s']:.1f} s after it; "
+        f"unloaded p50 {1e3 * percentile(unloaded, 50):.0f} ms "
         f"p99 {1e3 * percentile(unloaded, 99):.0f} ms"
     )
     assert len(outcomes) >= 50, f"only {len(outcomes)} requests: the load was not steady"
