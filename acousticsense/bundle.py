@@ -237,7 +237,11 @@ def write_bundle(uri: str, bundle: ModelBundle, storage_options: Mapping[str, An
 
 
 def load_bundle(
-    uri: str | None = None, storage_options: Mapping[str, Any] | None = None, *, weights: bool = True
+    uri: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    weights: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ModelBundle:
     """Load a bundle by name (``musicnn-msd`` …) or from a folder at a local path or fsspec URI.
 
@@ -246,10 +250,19 @@ def load_bundle(
     Args:
         weights: read ``model.safetensors`` too. Featurization and validation need only the configs;
             with ``False`` the weights file is checked to exist but not read (``base`` weighs ~340 MB).
+        overrides: a run's per-run overrides (:meth:`ModelBundle.with_overrides`; ``None`` values keep the
+            bundle's). The batch job's driver and the service's ``build_app`` both load their bundle this way.
 
     Raises:
         BundleError: the folder, a file, or a field is missing or malformed.
+        ConfigError: an override that is not a per-run override, or a value out of range for this bundle.
     """
+    bundle = _load(uri, storage_options, weights)
+    return bundle.with_overrides(**overrides) if overrides else bundle
+
+
+def _load(uri: str | None, storage_options: Mapping[str, Any] | None, weights: bool) -> ModelBundle:
+    """The bundle as its folder holds it (:func:`load_bundle` without overrides)."""
     source = uri or DEFAULT_BUNDLE
     uri = resolve_bundle_uri(source)
     try:

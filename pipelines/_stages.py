@@ -3,8 +3,8 @@
 A per-file exception becomes ``status='error'`` with ``error`` and ``error_stage``, so one bad file
 never fails a block and every input file leaves exactly one row.
 
-The driver resolves the bundle's configs and the job's overrides once (:func:`job_bundle`, without
-weights) and hands that :class:`ModelBundle` to every stage, so all actors featurize and postprocess
+The driver resolves the bundle's configs and the job's overrides once (``load_bundle(..., weights=False,
+overrides=...)``) and hands that :class:`ModelBundle` to every stage, so all actors featurize and postprocess
 with one config; only the stages that run the model read its weights (``ModelBundle.with_weights``).
 
 The driver imports this module for the class objects only (Ray pickles them by reference), so torch and
@@ -43,15 +43,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PAYLOAD_COLUMNS = tuple(name for name, _ in PAYLOAD_FIELDS)
-
-
-def job_bundle(
-    bundle_uri: str | None, storage_options: Mapping[str, Any], overrides: Mapping[str, Any], *, weights: bool = True
-) -> ModelBundle:
-    """Load the bundle and apply the job's feature/postprocess overrides: the driver's one resolution of both."""
-    from acousticsense import load_bundle  # the model registry imports torch
-
-    return load_bundle(bundle_uri, storage_options, weights=weights).with_overrides(**overrides)
 
 
 class FeaturizeFiles:
@@ -332,5 +323,4 @@ __all__ = [
     "ClassifyWindows",
     "FeaturizeAndClassify",
     "FeaturizeFiles",
-    "job_bundle",
 ]

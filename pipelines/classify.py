@@ -50,7 +50,7 @@ from acousticsense import (
     list_files,
     reaching,
 )
-from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles, job_bundle
+from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles
 from pipelines._summary import JobSummary, summarize
 from pipelines._write import WriteShards, write_shard
 
@@ -334,7 +334,9 @@ def _list_and_check_output(options: JobOptions) -> list[dict[str, Any]]:
 def _settle(options: JobOptions, items: list[dict[str, Any]]) -> _Prepared:
     """Check the bundle (its config only: the weights are read by the inference actors) and, with ``--resume``,
     drop the items that already have a row for its version and feature config."""
-    bundle = job_bundle(options.model, options.storage_options, options.overrides(), weights=False)
+    from acousticsense import load_bundle  # the model registry imports torch: this runs while Ray starts
+
+    bundle = load_bundle(options.model, options.storage_options, weights=False, overrides=options.overrides())
     skipped = 0
     if options.resume:
         with reaching(options.output):

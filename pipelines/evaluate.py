@@ -63,6 +63,7 @@ from acousticsense import (
     is_remote,
     join_uri,
     list_files,
+    load_bundle,
     open_binary,
     predict_file,
     read_excerpt,
@@ -76,7 +77,6 @@ from acousticsense.evaluation import (
     plot_reliability_diagram,
 )
 from acousticsense.robustness import add_noise_at_snr, agreement, encode_mp3, pink_noise, white_noise
-from pipelines._stages import job_bundle
 from pipelines.classify import JobOptions, build_parser, connect_ray, options_from_args, run_classification
 
 __all__ = [
@@ -120,9 +120,8 @@ def evaluate(options: JobOptions, fit: bool = False, bundle_output: str | None =
     predictions_uri = join_uri(options.output, "predictions")
     job = replace(options, output=predictions_uri, keep_window_logits=fit, overwrite=True, resume=False)
     summary = run_classification(job, progress=progress)
-    bundle = job_bundle(
-        options.model, options.storage_options, options.overrides(), weights=fit
-    )  # weights only to write a calibrated bundle
+    # weights only to write a calibrated bundle
+    bundle = load_bundle(options.model, options.storage_options, weights=fit, overrides=options.overrides())
     columns = ["path", "status", "probabilities", "needs_review"] + (["window_logits"] if fit else [])
     rows = _read_predictions(predictions_uri, options.storage_options, columns)
 
@@ -254,7 +253,7 @@ def robustness(
         AcousticSenseError: no file could be copied, or no clean copy could be classified.
     """
     started = time.perf_counter()
-    bundle = job_bundle(options.model, options.storage_options, options.overrides(), weights=False)
+    bundle = load_bundle(options.model, options.storage_options, weights=False, overrides=options.overrides())
     if clip_s is None:
         clip_s = bundle.features.excerpt_s * bundle.features.segments
     if clip_s < 0 or (limit is not None and limit < 1):

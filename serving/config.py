@@ -84,14 +84,14 @@ class AppArgs(_override_fields()):  # type: ignore[misc]  # a base built from th
 
 
 def load_service_bundle(args: AppArgs) -> ModelBundle:
-    """The bundle's configs (no weights) with the overrides applied exactly as the batch job does
-    (``pipelines._stages.job_bundle``); ``ModelBundle.with_weights`` reads the weights where the model runs.
+    """The bundle's configs (no weights) with the overrides applied, by the same ``load_bundle`` call as the batch
+    job's driver; ``ModelBundle.with_weights`` reads the weights where the model runs.
 
     Raises:
         BundleError: no readable bundle at ``args.bundle_uri``.
         ConfigError: an override is out of range for the bundle (e.g. excerpt shorter than its minimum).
     """
-    return load_bundle(args.bundle_uri, args.storage_options, weights=False).with_overrides(**args.overrides())
+    return load_bundle(args.bundle_uri, args.storage_options, weights=False, overrides=args.overrides())
 
 
 def parse_args(args: dict[str, Any] | AppArgs | None) -> AppArgs:

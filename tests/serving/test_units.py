@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from acousticsense.errors import StageError
+from acousticsense import StageError, load_bundle
 from serving._multipart import MultipartError, boundary_of, parse_form_data
 from serving.config import AppArgs, load_service_bundle, parse_args
 from serving.errors import stage_error
@@ -28,17 +28,16 @@ def test_args_have_working_defaults_and_refuse_typos():
 
 def test_overrides_are_the_batch_jobs():
     """Same override names as the batch job, applied the same way: drift here breaks online == batch."""
-    from pipelines._stages import job_bundle
     from pipelines.classify import JobOptions
 
     assert set(AppArgs().overrides()) == set(JobOptions(inputs=[], output="").overrides())
     values = {"excerpt_s": 5.0, "excerpt_policy": "start", "top_k": 3, "review_threshold": 0.4}
     served = load_service_bundle(AppArgs(**values))
-    batch = job_bundle(None, {}, values)
+    batch = load_bundle(None, weights=False, overrides=JobOptions(inputs=[], output="", **values).overrides())
     assert served.features == batch.features and served.postprocess == batch.postprocess
     assert served.feature_hash == batch.feature_hash
     plain = load_service_bundle(AppArgs())
-    assert plain.features == job_bundle(None, {}, JobOptions(inputs=[], output="").overrides()).features
+    assert plain.features == load_bundle(None, overrides=JobOptions(inputs=[], output="").overrides()).features
 
 
 def test_stage_errors_map_to_400_codes():

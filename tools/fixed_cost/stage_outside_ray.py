@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines._stages import FeaturizeAndClassify, job_bundle
+from acousticsense import load_bundle
+from pipelines._stages import FeaturizeAndClassify
 
 folder, windows = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 4
 stage = FeaturizeAndClassify(
-    job_bundle(None, {}, {}, weights=False), {}, torch_threads=1, max_batch_windows=windows, device="cpu"
+    load_bundle(None, weights=False), {}, torch_threads=1, max_batch_windows=windows, device="cpu"
 )
 files = [str(p) for p in sorted(folder.rglob("*.*")) if "_broken" not in str(p)][:16]
 for i in range(0, len(files), 4):
