@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
 
@@ -52,7 +51,7 @@ from acousticsense import (
 )
 from pipelines._stages import ClassifyWindows, FeaturizeAndClassify, FeaturizeFiles
 from pipelines._summary import JobSummary, summarize
-from pipelines._write import WriteShards, write_shard
+from pipelines._write import JOURNAL, JournaledShards, WriteShards, committed_rows, recover_journal
 
 if TYPE_CHECKING:
     from acousticsense import ModelBundle  # imports torch: the driver loads it in _settle's thread
@@ -221,6 +220,9 @@ def _writers(options: JobOptions, cpu_actors: int) -> int:
     return _writer_actors(cpu_actors) if options.writer_actors is None else options.writer_actors
 
 
+_FILES_PER_SHARD = 64  # without GPUs, and for the rows --resume recovers from a killed driver's journal
+
+
 def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan:
     """Pool sizes from the cluster: one inference actor per GPU, or, without GPUs, one fused actor per core."""
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -236,7 +238,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
             accelerator_actors=options.accelerator_actors or gpus,
             inference_files_per_batch=options.inference_files_per_batch or 64,
             max_batch_windows=options.max_batch_windows or 512,
-            files_per_shard=options.files_per_shard or options.inference_files_per_batch or 64,
+            files_per_shard=options.files_per_shard or options.inference_files_per_batch or _FILES_PER_SHARD,
             device=options.device,
             writer_actors=_writers(options, options.cpu_actors or cpus),
         )
@@ -253,7 +255,7 @@ def plan_resources(options: JobOptions, resources: Mapping[str, float]) -> _Plan
         accelerator_actors=0,
         inference_files_per_batch=options.files_per_batch,
         max_batch_windows=options.max_batch_windows or _CPU_BATCH_WINDOWS,
-        files_per_shard=options.files_per_shard or 64,
+        files_per_shard=options.files_per_shard or _FILES_PER_SHARD,
         device="cpu" if options.device == "auto" else options.device,
         writer_actors=_writers(options, cpu_actors),
     )
@@ -340,6 +342,8 @@ def _settle(options: JobOptions, items: list[dict[str, Any]]) -> _Prepared:
     skipped = 0
     if options.resume:
         with reaching(options.output):
+            # Rows a killed driver journaled become shard rows first: they count as done, not as work to redo.
+            recover_journal(options.output, options.storage_options, options.files_per_shard or _FILES_PER_SHARD)
             done = completed_paths(options.output, options.storage_options, bundle.version, bundle.feature_hash)
         remaining = [item for item in items if item["path"] not in done]
         skipped, items = len(items) - len(remaining), remaining
@@ -449,16 +453,25 @@ def _stream(
         )
     writers = _writers(options, cpu_pool)
     if not writers:
-        # The driver waits for the rows anyway: it writes each shard itself (the same write_shard, committed
-        # whole under its content name) instead of starting a writer process that would compete with the
-        # actors' start-up on a small node. Ray Data hands it exactly files_per_shard rows per batch.
-        batches = iter(ds.iter_batches(batch_format="pyarrow", batch_size=plan.files_per_shard))
+        # The driver waits for the rows anyway: it writes the shards itself (committed whole under their content
+        # names) instead of starting a writer process that would compete with the actors' start-up on a small
+        # node, and journals each block as it arrives, so a killed driver loses only what the actors still hold.
+        shards = JournaledShards(options.output, options.storage_options, plan.files_per_shard)
+        # No prefetch: a block fetched ahead is one more block a killed driver loses, and handing one to the
+        # journal's thread takes microseconds while an actor's block takes seconds.
+        blocks_in = iter(ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0))
         try:
-            return [write_shard(batch, options.output, options.storage_options) for batch in batches]
+            for block in blocks_in:
+                shards.add(block)
+        except BaseException:
+            shards.stop()  # what reached the driver stays journaled for --resume
+            raise
         finally:
             # A failed write (full disk, store gone) stops the pipeline and its actors now: left open, it would
             # keep classifying into a dead end until the process exits.
-            batches.close()  # type: ignore[attr-defined]  # a generator
+            blocks_in.close()  # type: ignore[attr-defined]  # a generator
+        return shards.close()
+
     # Large pools: writing is light I/O, on long-lived actors that hold no CPU (they never wait for one the
     # pools hold), one per 16 CPU actors so object-store uploads run side by side.
     ds = ds.map_batches(
@@ -480,36 +493,34 @@ def _write_summary(options: JobOptions, summary: JobSummary) -> JobSummary:
 
 
 def completed_paths(output: str, storage_options: Mapping[str, Any], model_version: str, feature_hash: str) -> set[str]:
-    """Paths that already have a row under ``output`` for this model version and feature config.
+    """Paths that already have a row in a committed shard under ``output`` for this model version and feature config.
 
-    Only committed shards count (``part-*.parquet``; shards in progress have hidden names), and only
-    the three columns needed are read.
+    Only ``part-*.parquet`` shards count (shards in progress have hidden names; ``--resume`` commits the journal
+    a killed driver left before it asks), and only the three columns needed are read.
     """
-    fs, root = filesystem(output, storage_options)
-    if not fs.exists(root):
-        return set()
-    shards = fs.glob(join_uri(root, "part-*.parquet"))
-    if not shards:
-        return set()
-    table = pq.ParquetDataset(shards, filesystem=fs).read(columns=["path", "model_version", "feature_hash"])
+    table = committed_rows(output, storage_options)
     same = pc.and_(pc.equal(table["model_version"], model_version), pc.equal(table["feature_hash"], feature_hash))
     return set(table.filter(same).column("path").to_pylist())
 
 
 def _prepare_output(output: str, storage_options: Mapping[str, Any], overwrite: bool, resume: bool) -> None:
     """Refuse to mix a new run's rows with an old run's, unless asked to replace them or to resume (not both:
-    ``JobOptions`` refuses that)."""
+    ``JobOptions`` refuses that). An old run's rows are its shards and, if its driver was killed, its journal."""
     fs, root = filesystem(output, storage_options)
-    existing = fs.glob(join_uri(root, "part-*.parquet")) if fs.exists(root) else []
-    if resume:
-        existing = []  # keep them: resume reads them to skip finished files
-    elif existing and not overwrite:
+    exists = fs.exists(root)
+    shards = fs.glob(join_uri(root, "part-*.parquet")) if exists else []
+    journaled = bool(fs.glob(join_uri(root, JOURNAL, "*"))) if exists else False
+    if (shards or journaled) and not (overwrite or resume):
+        held = f"{len(shards)} prediction shard(s)" + (" and the journal of a killed run" if journaled else "")
         raise FileExistsError(
-            f"{output} already holds {len(existing)} prediction shard(s); pass --resume to finish that run, "
-            "--overwrite to replace it, or choose another --output"
+            f"{output} already holds {held}; pass --resume to finish that run, --overwrite to replace it, "
+            "or choose another --output"
         )
-    for path in existing + (fs.glob(join_uri(root, "_summary.json")) if existing else []):
-        fs.rm(path)
+    if overwrite and (shards or journaled):
+        if old := shards + fs.glob(join_uri(root, "_summary.json")):
+            fs.rm(old)
+        if journaled:
+            fs.rm(join_uri(root, JOURNAL), recursive=True)
     if is_remote(output):
         check_writable(output, storage_options)  # a missing bucket fails now, not after the whole job
     else:

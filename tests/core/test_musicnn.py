@@ -95,7 +95,9 @@ def test_batch_equals_singles():
     patches = np.ascontiguousarray(REFERENCE["patches"].transpose(0, 2, 1))
     batch = _logits(bundle, patches)
     singles = np.concatenate([_logits(bundle, patches[i : i + 1]) for i in range(len(patches))])
-    np.testing.assert_allclose(batch, singles, atol=1e-5, rtol=0)
+    # Equal up to float32 summation order, which oneDNN picks per batch shape: logits of magnitude ~6 differed by
+    # 1.2e-5 (2.4e-6 relative) in one CI-like run, so the bound is relative as well as absolute.
+    np.testing.assert_allclose(batch, singles, atol=1e-5, rtol=1e-5)
 
 
 def test_multi_label_prediction_reports_tags_and_genres():
