@@ -136,13 +136,13 @@ class JournaledShards:
             try:
                 if blocks and self._error is None:
                     self._journal(pa.concat_tables(blocks))
-                if last == _CLOSE and self._error is None:
+                if last is _CLOSE and self._error is None:
                     if self._pending_rows:
                         self._commit(self._pending_rows)
                     _remove_journal(self.output_uri, self.storage_options)
             except BaseException as e:  # noqa: BLE001 - raised in the driver's thread by add() or close()
                 self._error = e
-            if last in (_CLOSE, _STOP):
+            if last is _CLOSE or last is _STOP:
                 return
 
     def _journal(self, rows: pa.Table) -> None:
