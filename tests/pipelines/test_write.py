@@ -158,7 +158,7 @@ def test_blocks_that_arrive_during_a_slow_write_share_the_next_piece(tmp_path, m
     from pipelines import _write
 
     uri = str(tmp_path / "out")
-    release = threading.Event()
+    writing, release = threading.Event(), threading.Event()
     pieces: list[int] = []
     write = _write._write
 
@@ -166,12 +166,15 @@ def test_blocks_that_arrive_during_a_slow_write_share_the_next_piece(tmp_path, m
         if name.startswith(JOURNAL):
             pieces.append(batch.num_rows)
             if len(pieces) == 1:
+                writing.set()
                 assert release.wait(30)
         write(batch, output_uri, storage_options, name)
 
     monkeypatch.setattr(_write, "_write", slow_first_piece)
     writer = JournaledShards(uri, {}, files_per_shard=100)
-    for b in range(4):
+    writer.add(_block(0, 2))
+    assert writing.wait(30)  # the writer thread has taken the first block alone and is writing it
+    for b in range(1, 4):
         writer.add(_block(2 * b, 2))  # never waits on the slow write
     release.set()
     assert [t.num_rows for t in writer.close()] == [8]
@@ -184,16 +187,19 @@ def test_a_failed_write_fails_the_next_call_and_keeps_what_was_journaled(tmp_pat
     uri = str(tmp_path / "out")
     write = _write._write
     calls = []
+    first_written = threading.Event()
 
     def full_disk_on_the_second_piece(batch, output_uri, storage_options, name):
         calls.append(name)
         if len(calls) == 2:
             raise OSError(28, f"cannot write {name}: No space left on device")
         write(batch, output_uri, storage_options, name)
+        first_written.set()
 
     monkeypatch.setattr(_write, "_write", full_disk_on_the_second_piece)
     writer = JournaledShards(uri, {}, files_per_shard=100)
     writer.add(_block(0, 2))
+    assert first_written.wait(30)  # journaled alone, before any other block arrives
     with pytest.raises(OSError, match="No space left"):
         writer.add(_block(2, 2))  # hands the block over; the write fails in the writer thread
         for b in range(2, 200):  # the failure surfaces at a later call, never a hang
