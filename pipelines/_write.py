@@ -172,15 +172,14 @@ class JournaledShards:
             else:  # the piece stays on disk until its last row is in a shard
                 self._pending[0] = (name, table.slice(take))
         self._pending_rows -= rows
-        summary = write_shard(pa.concat_tables(taken), self.output_uri, self.storage_options)
+        # The shard's rows carry the journal's time too: write_s is everything it took to make them durable.
+        journal_s, self._journal_s = self._journal_s, 0.0
+        self._summaries.append(
+            write_shard(pa.concat_tables(taken), self.output_uri, self.storage_options, journal_s=journal_s / rows)
+        )
         t0 = time.perf_counter()
         _delete(self.output_uri, self.storage_options, [join_uri(JOURNAL, name) for name in finished])
-        # The shard's rows carry the journal's time too: write_s is everything it took to make them durable.
-        extra = (self._journal_s + time.perf_counter() - t0) / max(1, rows)
-        self._journal_s = 0.0
-        observe_stages({"write": extra})
-        write_s = pc.add(summary.column("write_s"), pa.scalar(extra, pa.float32()))
-        self._summaries.append(summary.set_column(summary.schema.get_field_index("write_s"), "write_s", write_s))
+        self._journal_s += time.perf_counter() - t0  # charged to the next shard
 
 
 _CLOSE, _STOP = "close", "stop"  # what the driver tells the writer thread after its last block
@@ -236,8 +235,13 @@ def committed_rows(output_uri: str, storage_options: Mapping[str, Any]) -> pa.Ta
     return pq.ParquetDataset(shards, filesystem=fs).read(columns=list(_KEY))
 
 
-def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any]) -> pa.Table:
+def write_shard(
+    batch: pa.Table, output_uri: str, storage_options: Mapping[str, Any], *, journal_s: float = 0.0
+) -> pa.Table:
     """Write one Parquet shard under ``output_uri`` and return its summary columns plus ``write_s``.
+
+    ``journal_s``: seconds per file already spent journaling these rows, counted in ``write_s`` and in the
+    write stage's metric (one observation per shard either way).
 
     Local shards are written under a temporary name and renamed, so a half-written file is never
     mistaken for a complete one; an S3 object only appears once its upload completes.
@@ -248,7 +252,7 @@ def write_shard(batch: pa.Table, output_uri: str, storage_options: Mapping[str, 
     _write(batch, output_uri, storage_options, _content_name("part", batch))
     write_s = time.perf_counter() - t0
     summary = batch.select(list(SUMMARY_COLUMNS) + ["read_s", "decode_s", "resample_s", "features_s", "inference_s"])
-    per_file = write_s / max(1, batch.num_rows)
+    per_file = write_s / max(1, batch.num_rows) + journal_s
     observe_stages({"write": per_file})
     summary = summary.append_column("top_tags", pc.list_slice(batch.column("tags"), 0, SUMMARY_TAGS))
     return summary.append_column("write_s", pa.array([per_file] * batch.num_rows, pa.float32()))
